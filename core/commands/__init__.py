@@ -1,0 +1,1 @@
+"""Sub-commands of the `segexplain` command line (one module each)."""
