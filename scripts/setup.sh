@@ -7,7 +7,7 @@ ROOT=$(pwd)
 VENV=${SEGEXPLAIN_VENV:-$ROOT/.venv}
 
 APT_PACKAGES="qgis python3-qgis qgis-providers xvfb xauth python3-venv python3-pip \
-python3-numpy python3-scipy python3-rasterio python3-shapely python3-pyproj \
+python3-numpy python3-scipy python3-pyproj python3-gdal \
 python3-pyqtgraph pyqt5-dev-tools"
 
 missing=""

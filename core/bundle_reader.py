@@ -1,0 +1,177 @@
+"""Read an analysis bundle with numpy and the standard library only.
+
+The QGIS plugin uses this module: it must not import torch, sklearn, rasterio or any
+other worker package. Arrays are `.npy` files read with `allow_pickle=False`; attributes
+come from the GeoPackage through sqlite3 (a GeoPackage is a SQLite database).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import BundleError, IncompleteBundleError
+
+SCHEMA = "segexplain-bundle"
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+GPKG = "patches.gpkg"
+
+
+def resolve_bundle_path(path: str | Path) -> Path:
+    """The bundle folder for a path to the folder, its manifest or its GeoPackage."""
+    p = Path(path)
+    if p.name in (MANIFEST, GPKG) and p.parent.suffix == ".segx":
+        return p.parent
+    return p
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of a complete bundle; refuses missing, partial or foreign folders."""
+    root = resolve_bundle_path(path)
+    if not root.is_dir():
+        raise BundleError(f"{root}: not a folder; expected an analysis bundle NAME.segx/ "
+                          "written by `segexplain analyze` or `segexplain estimate`")
+    mf = root / MANIFEST
+    if not mf.is_file():
+        raise IncompleteBundleError(
+            f"{root}: no {MANIFEST}; the bundle was never finished (killed run or copy in "
+            "progress): run the analysis again, or with --resume")
+    try:
+        manifest = json.loads(mf.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IncompleteBundleError(f"{mf}: unreadable manifest ({exc}); run the analysis "
+                                    "again") from exc
+    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
+        raise BundleError(f"{mf}: not a segexplain bundle manifest (schema "
+                          f"{manifest.get('schema') if isinstance(manifest, dict) else None!r})")
+    version = manifest.get("schema_version")
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise BundleError(f"{mf}: schema version {version!r}; this segexplain reads "
+                          f"version {SCHEMA_VERSION} or older: update segexplain")
+    if not manifest.get("complete"):
+        raise IncompleteBundleError(f"{root}: marked incomplete; run the analysis again")
+    missing = [name for name in manifest.get("files", {}) if not (root / name).is_file()]
+    if missing:
+        raise IncompleteBundleError(
+            f"{root}: {len(missing)} file(s) listed in the manifest are missing "
+            f"({', '.join(missing[:3])}); copy the whole bundle folder or run the analysis again")
+    return manifest
+
+
+def load_array(path: str | Path, name: str) -> np.ndarray:
+    """One array of `arrays/NAME.npy`, never unpickling."""
+    f = resolve_bundle_path(path) / "arrays" / f"{name}.npy"
+    try:
+        return np.load(f, allow_pickle=False)
+    except FileNotFoundError as exc:
+        raise IncompleteBundleError(f"{f}: missing array; the bundle is incomplete") from exc
+    except ValueError as exc:
+        raise BundleError(f"{f}: not a plain numeric array ({exc})") from exc
+
+
+def has_array(path: str | Path, name: str) -> bool:
+    """Whether `arrays/NAME.npy` exists."""
+    return (resolve_bundle_path(path) / "arrays" / f"{name}.npy").is_file()
+
+
+def read_table(path: str | Path, table: str,
+               columns: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """Columns of a GeoPackage table as numpy arrays (NULL -> NaN for numbers, None for text).
+
+    Rows are ordered by `patch_id` for the patches layer, by the first column otherwise.
+    """
+    gpkg = resolve_bundle_path(path) / GPKG
+    if not gpkg.is_file():
+        raise IncompleteBundleError(f"{gpkg}: missing GeoPackage; the bundle is incomplete")
+    con = sqlite3.connect(f"file:{gpkg}?mode=ro", uri=True)
+    try:
+        info = con.execute(f'PRAGMA table_info("{table}")').fetchall()
+        if not info:
+            raise BundleError(f"{gpkg}: no table {table!r}")
+        types = {row[1]: row[2].upper() for row in info}
+        wanted = list(columns) if columns is not None else [
+            c for c in types if c not in ("geom", "geometry", "fid")]
+        unknown = [c for c in wanted if c not in types]
+        if unknown:
+            raise BundleError(f"{gpkg}: table {table!r} has no column(s) {unknown}")
+        order = "patch_id" if "patch_id" in types else wanted[0]
+        cols = ", ".join(f'"{c}"' for c in wanted)
+        rows = con.execute(f'SELECT {cols} FROM "{table}" ORDER BY "{order}"').fetchall()
+    finally:
+        con.close()
+    out: dict[str, np.ndarray] = {}
+    for j, name in enumerate(wanted):
+        values = [r[j] for r in rows]
+        t = types[name]
+        if t.startswith(("INT", "MEDIUMINT", "SMALLINT", "TINYINT", "BOOLEAN")):
+            if any(v is None for v in values):
+                out[name] = np.array([np.nan if v is None else v for v in values], float)
+            else:
+                out[name] = np.array(values, dtype=np.int64)
+        elif t.startswith(("REAL", "FLOAT", "DOUBLE")):
+            out[name] = np.array([np.nan if v is None else v for v in values], dtype=float)
+        else:
+            out[name] = np.array(values, dtype=object)
+    return out
+
+
+class Bundle:
+    """A complete bundle opened read-only: manifest, per-patch columns, arrays on demand."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = resolve_bundle_path(path)
+        self.manifest = read_manifest(self.path)
+        self._patches: dict[str, np.ndarray] | None = None
+
+    @property
+    def kind(self) -> str:
+        """"analysis" or "estimate"."""
+        return str(self.manifest.get("kind", "analysis"))
+
+    @property
+    def gpkg(self) -> Path:
+        """Path of the GeoPackage."""
+        return self.path / GPKG
+
+    @property
+    def patches(self) -> dict[str, np.ndarray]:
+        """All attributes of the patches layer, ordered by patch_id."""
+        if self._patches is None:
+            self._patches = read_table(self.path, "patches")
+        return self._patches
+
+    def __len__(self) -> int:
+        return int(self.manifest.get("n_patches", len(self.patches.get("patch_id", []))))
+
+    def array(self, name: str) -> np.ndarray:
+        """`arrays/NAME.npy`."""
+        return load_array(self.path, name)
+
+    def has_array(self, name: str) -> bool:
+        """Whether the bundle holds `arrays/NAME.npy`."""
+        return has_array(self.path, name)
+
+    def clusters(self) -> dict[str, np.ndarray]:
+        """The clusters table."""
+        return read_table(self.path, "clusters")
+
+    def raster(self, image: str, kind: str) -> Path | None:
+        """Path of an image's raster ("prediction", "confusion", "est_iou"), if written."""
+        for im in self.manifest.get("images", []):
+            if im.get("name") == image and im.get(kind):
+                p = Path(im[kind])
+                return p if p.is_absolute() else self.path / p
+        return None
+
+    def heatmap(self) -> tuple[np.ndarray, list[float]] | None:
+        """(grid, [xmin, xmax, ymin, ymax]) of the estimated-IoU heatmap, if present."""
+        hm = self.manifest.get("heatmap")
+        if not hm or not self.has_array("heatmap"):
+            return None
+        return self.array("heatmap"), [float(v) for v in hm["extent"]]

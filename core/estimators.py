@@ -1,0 +1,256 @@
+"""IoU estimators: small MLP regressors whose prediction needs numpy alone.
+
+Three feature sets, one estimator class:
+
+- ``mlp2d``: the source paper's estimator, an MLP on the latent-plane position
+  (pc1, pc2); evaluated on a grid it draws the heatmap behind the scatter.
+- ``full``: more latent components plus the engine's uncertainty features (entropy,
+  confidence, uncertain_frac, pred_frac); the estimate shown per patch.
+- ``latent``: the same latent components without uncertainty features, for runs that
+  skip the decoder (encoder-only estimates of a new region).
+
+Fitting uses scikit-learn's `MLPRegressor` (imported only in `fit`). The fitted state is
+plain arrays (layer weights and biases, input mean and scale): `predict` is a numpy
+forward pass that reproduces scikit-learn's output, so field laptops and the QGIS plugin
+estimate IoU from a bundle's `.npy` files without scikit-learn.
+
+Validation is K-fold cross-validation grouped by image (`GroupKFold`): neighbouring
+patches of one image are never split between training and test, which would flatter
+the scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigurationError, EmptyInputError
+
+#: Uncertainty features of the ``full`` estimator, in order.
+UNCERTAINTY_FEATURES = ("entropy", "confidence", "uncertain_frac", "pred_frac")
+
+#: name -> (number of latent components, extra per-patch columns)
+ESTIMATOR_SPECS: dict[str, tuple[int, tuple[str, ...]]] = {
+    "mlp2d": (2, ()),
+    "full": (20, UNCERTAINTY_FEATURES),
+    "latent": (20, ()),
+}
+
+#: name -> default MLP parameters
+ESTIMATOR_PARAMS: dict[str, dict[str, Any]] = {
+    "mlp2d": {"hidden_layer_sizes": (32, 32), "alpha": 1e-3},
+    "full": {"hidden_layer_sizes": (64, 32), "alpha": 1e-2},
+    "latent": {"hidden_layer_sizes": (64, 32), "alpha": 1e-2},
+}
+
+
+def feature_names(n_latent: int, extra: Sequence[str] = ()) -> list[str]:
+    """Names of the feature columns: pc1..pcK then the extra columns."""
+    return [f"pc{i + 1}" for i in range(n_latent)] + list(extra)
+
+
+def build_features(latent: np.ndarray, columns: Mapping[str, np.ndarray],
+                   names: Sequence[str]) -> np.ndarray:
+    """The (N, F) float32 feature matrix for `names` (``pcK`` from `latent`, else a column)."""
+    out = np.empty((latent.shape[0], len(names)), dtype=np.float32)
+    for j, name in enumerate(names):
+        if name.startswith("pc") and name[2:].isdigit():
+            k = int(name[2:]) - 1
+            if k >= latent.shape[1]:
+                raise ConfigurationError(
+                    f"feature {name}: the latent space has only {latent.shape[1]} components")
+            out[:, j] = latent[:, k]
+        elif name in columns:
+            out[:, j] = np.asarray(columns[name], dtype=np.float32)
+        else:
+            raise ConfigurationError(f"feature {name!r}: no such per-patch column; "
+                                     "run the analysis with the decoder (not encoder-only)")
+    return out
+
+
+def mlp_forward(x: np.ndarray, weights: Sequence[np.ndarray],
+                biases: Sequence[np.ndarray]) -> np.ndarray:
+    """Forward pass of a ReLU MLP with identity output (scikit-learn's MLPRegressor), (N,)."""
+    a = np.asarray(x, dtype=np.float64)
+    last = len(weights) - 1
+    for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+        a = a @ np.asarray(w, np.float64) + np.asarray(b, np.float64)
+        if i < last:
+            np.maximum(a, 0.0, out=a)
+    return a[:, 0] if a.ndim == 2 and a.shape[1] == 1 else a
+
+
+class MLPIoUEstimator:
+    """Standardised inputs -> ReLU MLP -> IoU, clipped to [0, 1] by `predict`.
+
+    Parameters mirror `sklearn.neural_network.MLPRegressor`; `max_train_samples` caps the
+    rows used for one fit (a random subsample), which bounds time and memory for large N.
+
+    Fitted attributes: `weights_`, `biases_` (lists of arrays), `scaler_mean_`,
+    `scaler_scale_`, `n_features_in_`, `n_iter_`.
+    """
+
+    def __init__(self, hidden_layer_sizes: tuple[int, ...] = (64, 32), alpha: float = 1e-3,
+                 learning_rate_init: float = 1e-3, batch_size: int = 256,
+                 max_iter: int = 200, early_stopping: bool = True,
+                 max_train_samples: int | None = 20000, random_state: int = 0) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.alpha = alpha
+        self.learning_rate_init = learning_rate_init
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.early_stopping = early_stopping
+        self.max_train_samples = max_train_samples
+        self.random_state = random_state
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> MLPIoUEstimator:
+        """Fit on features `x` (N, F) and IoU `y` (N,); rows with NaN are left out."""
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.neural_network import MLPRegressor
+
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        ok = np.isfinite(y) & np.isfinite(x).all(axis=1)
+        x, y = x[ok], y[ok]
+        if x.shape[0] < 10:
+            raise EmptyInputError(f"{x.shape[0]} patches with a defined IoU: an estimator "
+                                  "needs at least 10; analyse more labelled imagery")
+        rng = np.random.default_rng(self.random_state)
+        if self.max_train_samples and x.shape[0] > self.max_train_samples:
+            idx = np.sort(rng.choice(x.shape[0], self.max_train_samples, replace=False))
+            x, y = x[idx], y[idx]
+        mean = x.mean(axis=0)
+        scale = x.std(axis=0)
+        scale[scale < 1e-12] = 1.0
+        early = self.early_stopping and x.shape[0] >= 200
+        mlp = MLPRegressor(hidden_layer_sizes=self.hidden_layer_sizes, activation="relu",
+                           alpha=self.alpha, learning_rate_init=self.learning_rate_init,
+                           batch_size=min(self.batch_size, x.shape[0]),
+                           max_iter=self.max_iter, early_stopping=early,
+                           validation_fraction=0.1, n_iter_no_change=10,
+                           random_state=self.random_state)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            mlp.fit((x - mean) / scale, y)
+        self.weights_ = [w.astype(np.float32) for w in mlp.coefs_]
+        self.biases_ = [b.astype(np.float32) for b in mlp.intercepts_]
+        self.scaler_mean_ = mean.astype(np.float32)
+        self.scaler_scale_ = scale.astype(np.float32)
+        self.n_features_in_ = x.shape[1]
+        self.n_iter_ = int(mlp.n_iter_)
+        self._sklearn_model = mlp  # kept in memory only, for the consistency test
+        return self
+
+    def predict_raw(self, x: np.ndarray) -> np.ndarray:
+        """The network's output before clipping (equals scikit-learn's `predict`)."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.n_features_in_:
+            raise ConfigurationError(f"features of shape {x.shape}: expected "
+                                     f"(N, {self.n_features_in_})")
+        z = (x - self.scaler_mean_.astype(np.float64)) / self.scaler_scale_.astype(np.float64)
+        return mlp_forward(z, self.weights_, self.biases_)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Estimated IoU (N,) float32 in [0, 1]; NaN where a feature is NaN."""
+        out = np.clip(self.predict_raw(x), 0.0, 1.0).astype(np.float32)
+        out[~np.isfinite(np.asarray(x, np.float64)).all(axis=1)] = np.nan
+        return out
+
+    # -- plain arrays ---------------------------------------------------------
+    def to_arrays(self, name: str) -> dict[str, np.ndarray]:
+        """Fitted state as named arrays: NAME_W{i}, NAME_b{i}, NAME_scaler_mean/scale."""
+        arrays = {f"{name}_W{i}": w for i, w in enumerate(self.weights_)}
+        arrays.update({f"{name}_b{i}": b for i, b in enumerate(self.biases_)})
+        arrays[f"{name}_scaler_mean"] = self.scaler_mean_
+        arrays[f"{name}_scaler_scale"] = self.scaler_scale_
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], name: str) -> MLPIoUEstimator:
+        """A fitted estimator rebuilt from `to_arrays` output (numpy only)."""
+        n_layers = sum(1 for k in arrays if k.startswith(f"{name}_W"))
+        if n_layers == 0 or f"{name}_scaler_mean" not in arrays:
+            raise ConfigurationError(f"estimator {name!r}: no weights among the arrays; the "
+                                     "bundle was written without it, run the analysis again")
+        est = cls()
+        est.weights_ = [np.asarray(arrays[f"{name}_W{i}"], np.float32) for i in range(n_layers)]
+        est.biases_ = [np.asarray(arrays[f"{name}_b{i}"], np.float32) for i in range(n_layers)]
+        est.scaler_mean_ = np.asarray(arrays[f"{name}_scaler_mean"], np.float32)
+        est.scaler_scale_ = np.asarray(arrays[f"{name}_scaler_scale"], np.float32)
+        est.n_features_in_ = int(est.weights_[0].shape[0])
+        est.n_iter_ = 0
+        return est
+
+
+# -- validation ---------------------------------------------------------------------
+
+
+def regression_scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """MAE, R^2 and Spearman rank correlation over rows where both are finite."""
+    from scipy.stats import spearmanr
+
+    y = np.asarray(y, np.float64)
+    pred = np.asarray(pred, np.float64)
+    ok = np.isfinite(y) & np.isfinite(pred)
+    y, pred = y[ok], pred[ok]
+    if y.size < 2:
+        return {"mae": float("nan"), "r2": float("nan"), "spearman": float("nan"), "n": int(y.size)}
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    r2 = 1.0 - float(((y - pred) ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan")
+    rho = spearmanr(y, pred).statistic if np.ptp(y) > 0 and np.ptp(pred) > 0 else float("nan")
+    return {"mae": float(np.abs(y - pred).mean()), "r2": r2, "spearman": float(rho),
+            "n": int(y.size)}
+
+
+@dataclass
+class CrossValidation:
+    """Out-of-fold predictions and their scores."""
+
+    oof: np.ndarray                     # (N,) float32 out-of-fold estimate, NaN where unscored
+    scores: dict[str, float]            # mae, r2, spearman, n
+    folds: int
+    grouping: str                       # "image" (GroupKFold) or "patch" (KFold, one image)
+    fold_scores: list[dict[str, float]] = field(default_factory=list)
+
+
+def cross_validate(params: Mapping[str, Any], x: np.ndarray, y: np.ndarray,
+                   groups: np.ndarray, n_splits: int = 5) -> CrossValidation:
+    """K-fold cross-validation of `MLPIoUEstimator(**params)` grouped by `groups`.
+
+    Folds never split a group (an image). With fewer groups than `n_splits` the number
+    of folds drops to the number of groups; with a single group it falls back to plain
+    K-fold over patches (recorded as grouping "patch": the scores are then optimistic).
+    """
+    from sklearn.model_selection import GroupKFold, KFold
+
+    y = np.asarray(y, np.float64)
+    ok = np.isfinite(y) & np.isfinite(x).all(axis=1)
+    rows = np.flatnonzero(ok)
+    if rows.size < 20:
+        raise EmptyInputError(f"{rows.size} patches with a defined IoU: cross-validation "
+                              "needs at least 20; analyse more labelled imagery")
+    g = np.asarray(groups)[rows]
+    n_groups = len(np.unique(g))
+    splits: Any
+    if n_groups >= 2:
+        folds = min(n_splits, n_groups)
+        splits = GroupKFold(n_splits=folds).split(rows, groups=g)
+        grouping = "image"
+    else:
+        folds = min(n_splits, 5)
+        seed = int(params.get("random_state", 0))
+        splits = KFold(n_splits=folds, shuffle=True, random_state=seed).split(rows)
+        grouping = "patch"
+    oof = np.full(x.shape[0], np.nan, dtype=np.float32)
+    fold_scores = []
+    for train, test in splits:
+        est = MLPIoUEstimator(**params).fit(x[rows[train]], y[rows[train]])
+        oof[rows[test]] = est.predict(x[rows[test]])
+        fold_scores.append(regression_scores(y[rows[test]], oof[rows[test]]))
+    return CrossValidation(oof=oof, scores=regression_scores(y[rows], oof[rows]),
+                           folds=folds, grouping=grouping, fold_scores=fold_scores)
