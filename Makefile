@@ -22,8 +22,11 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy core
 
+# Core and plugin tests run in separate processes: the plugin tests load QGIS (and its
+# GDAL) exactly as QGIS does, without the worker's rasterio/torch in the same process.
 pytest: setup
-	$(PY) -m pytest
+	$(PY) -m pytest tests/core
+	$(PY) -m pytest tests/qgis
 
 test: setup lint typecheck pytest
 
@@ -31,7 +34,7 @@ test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
 demo: setup
-	$(PY) -m segexplain.demo.run
+	$(PY) demo/run.py
 
 bench: setup
 	$(PY) bench/inference.py

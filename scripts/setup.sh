@@ -38,7 +38,7 @@ want=$(cat requirements.txt requirements-dev.txt constraints.txt | sha256sum | c
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing pinned requirements into $VENV (torch takes a few minutes the first time)"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-      -r requirements-dev.txt -c constraints.txt
+      -r requirements-dev.txt -c constraints.txt 2>&1 | { grep -v "^WARNING: Location" || true; }
   echo "$want" > "$stamp"
 fi
 
