@@ -8,9 +8,11 @@
   between the curve's ends. For N above `max_dbscan_samples`, DBSCAN runs on a random
   subsample and the other patches join the cluster of their nearest core sample when it
   lies within `eps` (else they are noise), which keeps time and memory bounded.
-- The two are compared by silhouette (DBSCAN's over its non-noise patches, and only when
-  it finds at least two clusters and leaves at most `max_noise_frac` as noise); KMeans
-  wins ties. Cluster ids are 0..k-1, -1 = DBSCAN noise.
+- The two are compared by silhouette. DBSCAN's noise patches count with a silhouette of
+  0 (they belong to no cluster; scoring only the clustered ones would reward DBSCAN
+  for discarding the hard patches), and DBSCAN competes only when it finds at least
+  two clusters and leaves at most `max_noise_frac` as noise; KMeans wins ties.
+  Cluster ids are 0..k-1, -1 = DBSCAN noise.
 """
 
 from __future__ import annotations
@@ -51,10 +53,11 @@ class LatentClustering:
 
     Fitted attributes: `labels_` (N,) int, `method_` ("kmeans" or "dbscan"), `k_`
     (clusters, noise excluded), `silhouette_`, `centers_` (k, F), `sweep_` (k ->
-    silhouette), `dbscan_` (eps, min_samples, clusters, noise_frac, silhouette).
+    silhouette), `dbscan_` (eps, min_samples, clusters, noise_frac, silhouette) and
+    `dbscan_labels_` (DBSCAN's labels, chosen or not).
     """
 
-    def __init__(self, k_min: int = 2, k_max: int = 20, silhouette_sample: int = 5000,
+    def __init__(self, k_min: int = 2, k_max: int = 20, silhouette_sample: int = 3000,
                  dbscan_min_samples: int = 10, max_dbscan_samples: int = 10000,
                  max_noise_frac: float = 0.5, kmeans_fit_samples: int = 20000,
                  random_state: int = 0) -> None:
@@ -83,17 +86,16 @@ class LatentClustering:
         self.method_, self.k_ = "kmeans", int(best_k)
         self.silhouette_ = float(sweep[best_k])
         self.dbscan_ = self._dbscan(x)
+        self.dbscan_labels_ = self.dbscan_.pop("labels")
         db_sil = self.dbscan_.get("silhouette", float("nan"))
         if (np.isfinite(db_sil) and self.dbscan_["clusters"] >= 2
                 and self.dbscan_["noise_frac"] <= self.max_noise_frac
                 and (not np.isfinite(self.silhouette_) or db_sil > self.silhouette_)):
-            labels = self.dbscan_.pop("labels")
+            labels = self.dbscan_labels_
             self.labels_, self.method_ = labels, "dbscan"
             self.k_ = int(self.dbscan_["clusters"])
             self.silhouette_ = float(db_sil)
             self.centers_ = np.stack([x[labels == c].mean(axis=0) for c in range(self.k_)])
-        else:
-            self.dbscan_.pop("labels", None)
         return self
 
     def _kmeans_sweep(self, x: np.ndarray) -> tuple[dict[int, np.ndarray],
@@ -145,14 +147,14 @@ class LatentClustering:
             labels[rest[near]] = sub_labels[core[j[near, 0]]]
         clusters = int(labels.max() + 1) if labels.size else 0
         noise = float((labels < 0).mean())
+        sil = _silhouette(x, labels, self.silhouette_sample, self.random_state)
         return {"eps": eps, "min_samples": ms, "clusters": clusters, "noise_frac": noise,
-                "silhouette": _silhouette(x, labels, self.silhouette_sample,
-                                          self.random_state),
+                "silhouette_clustered": sil, "silhouette": sil * (1.0 - noise),
                 "labels": labels}
 
     def summary(self) -> dict[str, Any]:
         """JSON-able description of the choice (for the manifest)."""
-        db = {k: v for k, v in self.dbscan_.items() if k != "labels"}
+        db = dict(self.dbscan_)
         return {"method": self.method_, "k": self.k_, "silhouette": _nan_none(self.silhouette_),
                 "sweep": {str(k): _nan_none(v) for k, v in self.sweep_.items()},
                 "dbscan": {k: _nan_none(v) if isinstance(v, float) else v
@@ -165,8 +167,11 @@ def _nan_none(v: float) -> float | None:
 
 def cluster_table(labels: np.ndarray, x: np.ndarray, columns: Mapping[str, np.ndarray],
                   n_representatives: int = 8) -> list[dict[str, Any]]:
-    """Per cluster (noise -1 included when present): size, IoU mean / median, fractions,
-    region mix and the patch ids nearest the cluster's centre."""
+    """Describe each cluster (noise -1 included when present).
+
+    Per cluster: size, IoU mean / median, fractions, region mix and the patch ids
+    nearest the cluster's centre.
+    """
     rows = []
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)

@@ -38,6 +38,10 @@ class EmptyInputError(InputError):
     """No images, no pixels, or nothing but nodata."""
 
 
+class MissingLabelError(InputError):
+    """An image without the label file that the task needs."""
+
+
 class ConfigurationError(SegexplainError, ValueError):
     """Parameters that do not fit together (patch size, stride, bands...)."""
 
@@ -56,3 +60,7 @@ class IncompleteBundleError(BundleError):
 
 class CancelledError(SegexplainError, RuntimeError):
     """The run was cancelled by the user."""
+
+
+class WorkerError(SegexplainError, RuntimeError):
+    """The worker process (the core command line started by the plugin) failed."""

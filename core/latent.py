@@ -93,7 +93,7 @@ class LatentPCA:
     @classmethod
     def from_arrays(cls, mean: np.ndarray, components: np.ndarray,
                     explained_variance_ratio: np.ndarray | None = None) -> LatentPCA:
-        """A fitted PCA rebuilt from stored arrays (a bundle's `pca_*.npy`)."""
+        """Rebuild a fitted PCA from stored arrays (a bundle's `pca_*.npy`)."""
         if components.ndim != 2 or mean.shape != (components.shape[1],):
             raise ConfigurationError(
                 f"PCA arrays of shapes mean {mean.shape}, components {components.shape}: "

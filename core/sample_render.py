@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import shapely
 from affine import Affine
 from rasterio.features import rasterize
 from scipy import ndimage
@@ -58,9 +59,9 @@ class Scene:
 
     def jitter(self, rgb: tuple[float, float, float], amount: float = 0.12,
                ) -> tuple[float, float, float]:
-        """A colour varied in brightness and slightly in hue."""
+        """Vary a colour in brightness and slightly in hue."""
         g = self.rng.uniform(1 - amount, 1 + amount)
-        c = np.asarray(rgb) * g + self.rng.normal(0, amount / 5, 3)
+        c = np.asarray(rgb) * g + self.rng.normal(0, amount / 12, 3)
         r, gg, b = np.clip(c, 0.0, 1.0)
         return float(r), float(gg), float(b)
 
@@ -77,32 +78,33 @@ class Scene:
         self.stripe.append(stripe or (0.0, 1.0, 0.0))
         self.kind.append(kind)
         if height > 0:
-            lx, ly = self.light
-            d = m(height) * self.shadow_len
-            moved = affinity.translate(geom, -lx * d, -ly * d)
-            self.casters.append(geom.union(moved).convex_hull)
+            self.cast(geom, height)
+
+    def add_many(self, geoms: np.ndarray, rgb: np.ndarray, *, tex: float, blotch: float,
+                 stripes: np.ndarray, kind: int, shadows: np.ndarray | None = None) -> None:
+        """Draw many shapes at once: `rgb` (N, 3), `stripes` (N, 3), `shadows` polygons."""
+        self.geoms.extend(geoms.tolist())
+        self.rgb.extend((float(c[0]), float(c[1]), float(c[2])) for c in rgb)
+        self.tex.extend([tex] * len(geoms))
+        self.blotch.extend([blotch] * len(geoms))
+        self.stripe.extend((float(t[0]), float(t[1]), float(t[2])) for t in stripes)
+        self.kind.extend([kind] * len(geoms))
+        if shadows is not None:
+            self.casters.extend(shadows.tolist())
+
+    def cast(self, geom: BaseGeometry, height: float) -> None:
+        """Add the shadow that `geom`, `height` metres tall, casts on the ground."""
+        lx, ly = self.light
+        d = m(height) * self.shadow_len
+        self.casters.append(geom.union(affinity.translate(geom, -lx * d, -ly * d)).convex_hull)
 
 
 def rect(cx: float, cy: float, length: float, width: float, angle: float = 0.0) -> Polygon:
-    """A rectangle centred on (cx, cy), `length` along direction `angle` (radians)."""
+    """Make a rectangle centred on (cx, cy), `length` along direction `angle` (radians)."""
     c, s = math.cos(angle), math.sin(angle)
     hl, hw = length / 2, width / 2
     pts = [(-hl, -hw), (hl, -hw), (hl, hw), (-hl, hw)]
     return Polygon([(cx + x * c - y * s, cy + x * s + y * c) for x, y in pts])
-
-
-def quad(cx: float, cy: float, length: float, width: float, angle: float,
-         wobble: float, rng: np.random.Generator) -> Polygon:
-    """An irregular quadrilateral: a rectangle whose corners are moved by up to `wobble`."""
-    c, s = math.cos(angle), math.sin(angle)
-    hl, hw = length / 2, width / 2
-    pts = []
-    for x, y in [(-hl, -hw), (hl, -hw), (hl, hw), (-hl, hw)]:
-        x += rng.uniform(-wobble, wobble)
-        y += rng.uniform(-wobble, wobble)
-        pts.append((cx + x * c - y * s, cy + x * s + y * c))
-    poly = Polygon(pts)
-    return poly if poly.is_valid else poly.convex_hull
 
 
 def _shade(scene: Scene, nx: float, ny: float, rgb: tuple[float, float, float],
@@ -116,16 +118,14 @@ def _shade(scene: Scene, nx: float, ny: float, rgb: tuple[float, float, float],
 def add_building(scene: Scene, cx: float, cy: float, length: float, width: float,
                  angle: float, rgb: tuple[float, float, float], *, roof: str = "gable",
                  height: float = 8.0, material: str = "tiles") -> None:
-    """A building with a `gable`, `hip` or `flat` roof, shaded by the sun, casting a shadow."""
+    """Draw a building with a `gable`, `hip` or `flat` roof, sun-shaded, casting a shadow."""
     c, s = math.cos(angle), math.sin(angle)
     foot = rect(cx, cy, length, width, angle)
     period, amp = (m(0.9), 0.07) if material == "metal" else (m(0.45), 0.05)
     if material == "membrane":
         amp = 0.0
     # shadow first (casters only), then the roof faces on top
-    lx, ly = scene.light
-    d = m(height) * scene.shadow_len
-    scene.casters.append(foot.union(affinity.translate(foot, -lx * d, -ly * d)).convex_hull)
+    scene.cast(foot, height)
     strength = 0.32
     if roof == "flat":
         edge = tuple(v * 0.82 for v in rgb)
@@ -133,6 +133,7 @@ def add_building(scene: Scene, cx: float, cy: float, length: float, width: float
         inner = foot.buffer(-min(m(0.6), width / 6), join_style=2)
         scene.add(inner, rgb, tex=0.04, blotch=0.05, kind=BUILDING,
                   stripe=(angle, m(2.5), 0.04) if material == "metal" else None)
+        _roof_details(scene, cx, cy, length, width, angle, rgb)
         return
 
     def to_world(pts: list[tuple[float, float]]) -> Polygon:
@@ -162,14 +163,44 @@ def add_building(scene: Scene, cx: float, cy: float, length: float, width: float
                       (hl - (hw if roof == "hip" else 0), -0.6),
                       (hl - (hw if roof == "hip" else 0), 0.6),
                       (-hl + (hw if roof == "hip" else 0), 0.6)])
-    scene.add(ridge, tuple(min(1.0, v * 1.1) for v in rgb), tex=0.02, kind=BUILDING)  # type: ignore[arg-type]
+    light = (min(1.0, rgb[0] * 1.1), min(1.0, rgb[1] * 1.1), min(1.0, rgb[2] * 1.1))
+    scene.add(ridge, light, tex=0.02, kind=BUILDING)
+
+
+def _roof_details(scene: Scene, cx: float, cy: float, length: float, width: float,
+                  angle: float, rgb: tuple[float, float, float]) -> None:
+    """Skylight rows on large flat roofs, plant boxes and hatches on all of them."""
+    rng = scene.rng
+    c, s = math.cos(angle), math.sin(angle)
+
+    def at(u: float, v: float) -> tuple[float, float]:
+        return cx + u * c - v * s, cy + u * s + v * c
+
+    if length > m(35) and width > m(20) and rng.random() < 0.7:
+        tone = (0.80, 0.84, 0.88) if rng.random() < 0.6 else (0.25, 0.28, 0.32)
+        pitch = m(rng.uniform(6, 10))
+        for v in np.arange(-width / 2 + pitch, width / 2 - pitch / 2, pitch):
+            scene.add(rect(*at(0.0, float(v)), length * 0.8, m(1.8), angle),
+                      scene.jitter(tone, 0.04), tex=0.03, kind=BUILDING,
+                      stripe=(angle, m(1.2), 0.12))
+    n = int(length * width / m(12) ** 2 * rng.uniform(0.3, 1.0)) + int(rng.integers(0, 3))
+    for _ in range(n):
+        u = rng.uniform(-0.4, 0.4) * length
+        v = rng.uniform(-0.4, 0.4) * width
+        f = 1.25 if rng.random() < 0.6 else 0.7
+        tone = (min(1.0, rgb[0] * f), min(1.0, rgb[1] * f), min(1.0, rgb[2] * f))
+        scene.add(rect(*at(u, v), m(rng.uniform(1, 3.5)), m(rng.uniform(1, 2.5)), angle),
+                  tone, tex=0.03, kind=BUILDING)
 
 
 def add_tree(scene: Scene, cx: float, cy: float, radius: float,
              rgb: tuple[float, float, float] = (0.20, 0.32, 0.14), height: float = 8.0) -> None:
-    """A round tree crown that casts a shadow."""
+    """Draw a round tree crown that casts a shadow."""
     crown = _circle(cx, cy, radius)
-    scene.add(crown, scene.jitter(rgb, 0.15), tex=0.10, blotch=0.25, kind=TREE, height=height)
+    lx, ly = scene.light
+    d = m(height) * scene.shadow_len * 0.6
+    scene.casters.append(affinity.translate(crown, -lx * d, -ly * d))
+    scene.add(crown, scene.jitter(rgb, 0.15), tex=0.10, blotch=0.25, kind=TREE)
 
 
 def _circle(cx: float, cy: float, r: float) -> Polygon:
@@ -178,31 +209,70 @@ def _circle(cx: float, cy: float, r: float) -> Polygon:
     return Polygon(np.column_stack([cx + r * np.cos(t), cy + r * np.sin(t)]))
 
 
-def _smooth_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
+def _upsample_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """(n_out, n_in) weights of linear interpolation from a coarse to a fine axis."""
+    pos = np.linspace(0, n_in - 1, n_out)
+    i0 = np.clip(np.floor(pos).astype(int), 0, n_in - 2) if n_in > 1 else np.zeros(n_out, int)
+    w = np.zeros((n_out, n_in), np.float32)
+    frac = (pos - i0).astype(np.float32) if n_in > 1 else np.zeros(n_out, np.float32)
+    w[np.arange(n_out), i0] = 1 - frac
+    if n_in > 1:
+        w[np.arange(n_out), i0 + 1] += frac
+    return w
+
+
+def smooth_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
     """Zero-mean, unit-std noise with features about `sigma` pixels across."""
     step = max(1, int(sigma // 2))
-    small = rng.standard_normal((size // step + 2, size // step + 2)).astype(np.float32)
-    small = ndimage.gaussian_filter(small, sigma / step, mode="wrap")
-    big = ndimage.zoom(small, step, order=1)[:size, :size] if step > 1 else small[:size, :size]
+    n = size // step + 2
+    small = rng.standard_normal((n, n), dtype=np.float32)
+    small = ndimage.gaussian_filter(small, sigma / step, mode="wrap", truncate=2.5)
+    if step > 1:
+        up = _upsample_matrix(size, n)
+        big = up @ small @ up.T
+    else:
+        big = small[:size, :size]
     big -= big.mean()
     return big / (big.std() + 1e-6)
 
 
+def _shapes(geoms: list[BaseGeometry], values: np.ndarray | None = None,
+            ) -> list[tuple[object, int]]:
+    """(GeoJSON-like, value) pairs for rasterize; simple polygons skip shapely's slow path."""
+    arr = np.empty(len(geoms), dtype=object)
+    arr[:] = geoms
+    vals = np.arange(1, len(geoms) + 1) if values is None else values
+    simple = (shapely.get_type_id(arr) == 3) & (shapely.get_num_interior_rings(arr) == 0)
+    out: list[tuple[object, int]] = []
+    idx = np.flatnonzero(simple)
+    coords = shapely.get_coordinates(arr[idx])
+    ends = np.cumsum(shapely.get_num_coordinates(arr[idx]))[:-1]
+    rings = np.split(coords, ends) if idx.size else []
+    for i, ring in zip(idx, rings, strict=True):
+        out.append(({"type": "Polygon", "coordinates": [ring.tolist()]}, int(vals[i])))
+    for i in np.flatnonzero(~simple):
+        out.append((arr[i], int(vals[i])))
+    if values is None:  # draw order matters: later shapes cover earlier ones
+        out.sort(key=lambda pair: pair[1])
+    return out
+
+
 def render(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
-    """The scene as (rgb uint8 (3, S, S), building mask uint8 (S, S) 0/1)."""
+    """Render the scene: (rgb uint8 (3, S, S), building mask uint8 (S, S) 0/1)."""
     size, rng = scene.size, scene.rng
-    shapes = ((g, i + 1) for i, g in enumerate(scene.geoms))
-    ids = rasterize(shapes, out_shape=(size, size), fill=0, transform=Affine.identity(),
-                    dtype="int32") if scene.geoms else np.zeros((size, size), np.int32)
+    ids = np.zeros((size, size), np.int32)
+    if scene.geoms:
+        ids = rasterize(_shapes(scene.geoms), out_shape=(size, size), fill=0,
+                        transform=Affine.identity(), dtype="int32")
     rgb_t = np.array([scene.base_rgb, *scene.rgb], np.float32).reshape(-1, 3)
     tex_t = np.array([scene.base_tex, *scene.tex], np.float32)
     blotch_t = np.array([scene.base_blotch, *scene.blotch], np.float32)
     stripe_t = np.array([(0.0, 1.0, 0.0), *scene.stripe], np.float32).reshape(-1, 3)
     kind_t = np.array([GROUND, *scene.kind], np.uint8)
 
-    img = rgb_t[ids]
+    img = np.stack([rgb_t[:, c][ids] for c in range(3)])  # (3, S, S), contiguous planes
     fine = rng.standard_normal((size, size), dtype=np.float32)
-    medium = _smooth_noise(rng, size, 3.0)
+    medium = smooth_noise(rng, size, 3.0)
     lum = 1.0 + tex_t[ids] * fine + blotch_t[ids] * medium
     amp = stripe_t[ids, 2]
     sel = amp > 0
@@ -215,28 +285,32 @@ def render(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
     kinds = kind_t[ids]
     trees = kinds == TREE
     if trees.any():
-        dist = ndimage.distance_transform_edt(trees)
-        lum[trees] *= 0.72 + 0.4 * np.clip(dist[trees] / m(2.0), 0, 1)
-    img *= lum[..., None]
-    # chroma noise so that colour alone is not a clean cue
-    img += 0.012 * rng.standard_normal((size, size, 3), dtype=np.float32)
+        dome = ndimage.gaussian_filter(trees.astype(np.float32), m(1.0), truncate=2.5)
+        lum[trees] *= 0.65 + 0.6 * dome[trees]
+    img *= lum
 
     if scene.casters:
-        shadow = rasterize(((g, 1) for g in scene.casters), out_shape=(size, size), fill=0,
+        ones = np.ones(len(scene.casters), np.int64)
+        shadow = rasterize(_shapes(scene.casters, ones), out_shape=(size, size), fill=0,
                            transform=Affine.identity(), dtype="uint8").astype(bool)
         shadow &= kinds != BUILDING
         shadow = ndimage.binary_opening(shadow) if shadow.any() else shadow
-        img[shadow] *= np.array([0.40, 0.43, 0.52], np.float32)
+        for c, f in enumerate((0.40, 0.43, 0.52)):
+            img[c][shadow] *= f
 
-    drift = _smooth_noise(rng, size, size / 6)
-    img *= (1.0 + 0.05 * drift)[..., None]
+    light = 1.0 + 0.05 * smooth_noise(rng, size, size / 6)
     if scene.relief is not None:
-        img *= _hillshade(scene.relief, scene.light)[..., None]
-    img = ndimage.gaussian_filter(img, sigma=(0.6, 0.6, 0))
-    img += 0.01 * rng.standard_normal(img.shape, dtype=np.float32)
-    out = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8).transpose(2, 0, 1)
+        light *= _hillshade(scene.relief, scene.light)
+    img *= light
+    for c in range(3):  # optics: a slight blur
+        img[c] = ndimage.gaussian_filter(img[c], 0.6, truncate=2.5)
+    # sensor and chroma noise, so that colour alone is not a clean cue
+    img += 0.015 * rng.standard_normal(img.shape, dtype=np.float32)
+    img *= 255.0
+    img += 0.5
+    out = np.clip(img, 0, 255, out=img).astype(np.uint8)
     mask = (kinds == BUILDING).astype(np.uint8)
-    return np.ascontiguousarray(out), mask
+    return out, mask
 
 
 def _hillshade(relief: np.ndarray, light: tuple[float, float]) -> np.ndarray:

@@ -1,0 +1,252 @@
+"""Inference back ends: eager PyTorch (CUDA or CPU) and onnxruntime (CPU).
+
+Every back end maps a float32 batch (B, C, S, S) to building probabilities (B, S, S)
+float32 and embeddings (B, D) float32, or to embeddings alone in encoder-only mode.
+
+- ``torch`` on CUDA: autocast (bf16 where supported, else fp16), channels_last,
+  pinned host memory and non-blocking copies, batch size chosen from free memory.
+- ``torch`` on CPU: float32, `threads` intra-op threads.
+- ``onnx``: the same two-output (or encoder-only) network exported to ONNX and run by
+  onnxruntime's CPU provider. Exports are cached next to the model, keyed by the hash
+  of its weights, the patch size and the pooling, so a model is exported once.
+
+``backend="auto"`` picks CUDA when torch sees a GPU, else onnxruntime when it is
+installed (falling back to torch CPU if the export fails), else torch CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import ConfigurationError
+from .models import EncoderNet, ExplainNet, LoadedModel
+from .progress import NULL_PROGRESS, Progress
+
+BACKENDS = ("auto", "torch", "cuda", "cpu", "onnx")
+ONNX_OPSET = 17
+CPU_BATCH = 8
+
+
+def onnx_available() -> bool:
+    """True when onnxruntime can be imported."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(backend: str) -> str:
+    """The concrete back end ("cuda", "cpu" or "onnx") that `backend` means here."""
+    if backend not in BACKENDS:
+        raise ConfigurationError(
+            f"backend {backend!r} is unknown: expected one of {', '.join(BACKENDS)}")
+    cuda = torch.cuda.is_available()
+    if backend == "auto":
+        return "cuda" if cuda else ("onnx" if onnx_available() else "cpu")
+    if backend == "torch":
+        return "cuda" if cuda else "cpu"
+    if backend == "cuda" and not cuda:
+        raise ConfigurationError(
+            "backend 'cuda' was requested but torch sees no CUDA device; use --backend auto")
+    if backend == "onnx" and not onnx_available():
+        raise ConfigurationError(
+            "backend 'onnx' was requested but onnxruntime is not installed; "
+            "pip install onnxruntime or use --backend torch")
+    return backend
+
+
+class TorchBackend:
+    """Eager PyTorch on CUDA (mixed precision) or CPU."""
+
+    def __init__(self, model: LoadedModel, *, device: str = "cpu", pooling: str = "avg",
+                 encoder_only: bool = False, threads: int | None = None) -> None:
+        self.encoder_only = encoder_only
+        self.device = torch.device(device)
+        self.name = f"torch-{self.device.type}"
+        net: nn.Module = (EncoderNet(model.module, pooling) if encoder_only
+                          else ExplainNet(model.module, pooling))
+        self.net = net.eval()
+        self.amp_dtype: torch.dtype | None = None
+        if self.device.type == "cuda":
+            self.net = self.net.to(self.device, memory_format=torch.channels_last)
+            self.amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported()
+                              else torch.float16)
+            torch.backends.cudnn.benchmark = True
+        elif threads:
+            torch.set_num_threads(int(threads))
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """(probabilities or None, embeddings) for a float32 batch (B, C, S, S)."""
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        with torch.inference_mode():
+            if self.device.type == "cuda":
+                x = x.pin_memory().to(self.device, non_blocking=True)
+                x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast("cuda", dtype=self.amp_dtype or torch.float16):
+                    out = self.net(x)
+            else:
+                out = self.net(x)
+        if self.encoder_only:
+            return None, out.float().cpu().numpy()
+        prob, emb = out
+        return prob.float().cpu().numpy(), emb.float().cpu().numpy()
+
+    def suggest_batch_size(self, in_channels: int, patch_size: int) -> int:
+        """Largest batch (up to 256) whose activations fit in half the free GPU memory."""
+        if self.device.type != "cuda":
+            return CPU_BATCH
+        torch.cuda.empty_cache()
+        free, _ = torch.cuda.mem_get_info(self.device)
+        probe = np.zeros((2, in_channels, patch_size, patch_size), np.float32)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        base = torch.cuda.memory_allocated(self.device)
+        self.run(probe)
+        per_item = max((torch.cuda.max_memory_allocated(self.device) - base) / 2, 1.0)
+        return int(max(1, min(256, (0.5 * free) // per_item)))
+
+
+class OnnxBackend:
+    """onnxruntime CPU session over an exported two-output (or encoder-only) network."""
+
+    def __init__(self, onnx_path: Path, *, encoder_only: bool = False,
+                 threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = int(threads or torch.get_num_threads())
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(onnx_path), sess_options=opts,
+                                            providers=["CPUExecutionProvider"])
+        self.encoder_only = encoder_only
+        self.path = Path(onnx_path)
+        self.name = "onnx-cpu"
+        self.device = torch.device("cpu")
+        self._input = self.session.get_inputs()[0].name
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """(probabilities or None, embeddings) for a float32 batch (B, C, S, S)."""
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        outs = self.session.run(None, {self._input: x})
+        if self.encoder_only:
+            return None, outs[0]
+        return outs[0], outs[1]
+
+    def suggest_batch_size(self, in_channels: int, patch_size: int) -> int:
+        """A batch size that keeps both cores busy without large buffers."""
+        return CPU_BATCH
+
+
+Backend = TorchBackend | OnnxBackend
+
+
+def export_onnx(model: LoadedModel, out_path: str | Path, *, patch_size: int = 256,
+                pooling: str = "avg", encoder_only: bool = False) -> Path:
+    """Export the two-output (or encoder-only) network; batch size stays dynamic.
+
+    Uses the TorchScript exporter (dynamo=False), else the dynamo exporter. The file
+    is written under a temporary name and renamed, so a cached export is never partial.
+    """
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    net: nn.Module = (EncoderNet(model.module, pooling) if encoder_only
+                      else ExplainNet(model.module, pooling))
+    net = net.cpu().eval()
+    outputs = ["embedding"] if encoder_only else ["prob", "embedding"]
+    x = torch.zeros(2, model.in_channels, patch_size, patch_size)
+    axes = {name: {0: "batch"} for name in ["image", *outputs]}
+    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(net, (x,), tmp, input_names=["image"],
+                                  output_names=outputs, dynamic_axes=axes,
+                                  opset_version=ONNX_OPSET, dynamo=False)
+        except Exception:  # noqa: BLE001 - fall back to the dynamo exporter
+            batch = torch.export.Dim("batch", min=1, max=4096)
+            torch.onnx.export(net, (x,), tmp, input_names=["image"], output_names=outputs,
+                              dynamic_shapes={"x": {0: batch}}, dynamo=True)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    finally:
+        net.eval()
+        model.module.eval()
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return out
+
+
+def onnx_cache_path(model: LoadedModel, patch_size: int, pooling: str,
+                    encoder_only: bool) -> Path:
+    """Where the cached export of `model` lives (next to the model when writable)."""
+    sha = model.sha256[:16] or "unhashed"
+    name = f"{sha}-{patch_size}px-{pooling}{'-encoder' if encoder_only else ''}.onnx"
+    candidates: list[Path] = []
+    if model.path is not None:
+        base = model.path if model.path.is_dir() else model.path.parent
+        candidates.append(base / "onnx-cache")
+    cache_home = os.environ.get("SEGEXPLAIN_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "segexplain")
+    candidates.append(Path(cache_home) / "onnx")
+    for folder in candidates:
+        if (folder / name).is_file():
+            return folder / name
+    for folder in candidates:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(folder, os.W_OK):
+            return folder / name
+    return Path(tempfile.gettempdir()) / name
+
+
+def cached_onnx(model: LoadedModel, patch_size: int, pooling: str,
+                encoder_only: bool) -> Path:
+    """The cached export for these settings, exporting it on first use."""
+    path = onnx_cache_path(model, patch_size, pooling, encoder_only)
+    if not path.is_file():
+        export_onnx(model, path, patch_size=patch_size, pooling=pooling,
+                    encoder_only=encoder_only)
+    return path
+
+
+def make_backend(model: LoadedModel, backend: str = "auto", *, patch_size: int = 256,
+                 pooling: str = "avg", encoder_only: bool = False,
+                 threads: int | None = None,
+                 progress: Progress = NULL_PROGRESS) -> Backend:
+    """Build the back end `backend` means on this machine (see the module doc)."""
+    kind = resolve_backend(backend)
+    if kind == "onnx":
+        try:
+            path = cached_onnx(model, patch_size, pooling, encoder_only)
+            return OnnxBackend(path, encoder_only=encoder_only, threads=threads)
+        except Exception as exc:  # noqa: BLE001 - auto mode degrades to eager torch
+            if backend == "onnx":
+                raise ConfigurationError(
+                    f"ONNX export/load of {model.path or 'the model'} failed "
+                    f"({type(exc).__name__}: {exc}); use --backend torch") from None
+            progress.log(f"onnxruntime unavailable for this model ({type(exc).__name__}); "
+                         "using PyTorch on CPU", level="warning")
+            kind = "cpu"
+    return TorchBackend(model, device=kind, pooling=pooling, encoder_only=encoder_only,
+                        threads=threads)
+
+
+def backend_info(b: Backend) -> dict[str, Any]:
+    """Name and device for logs and benchmarks."""
+    info: dict[str, Any] = {"backend": b.name, "device": str(b.device)}
+    if isinstance(b, OnnxBackend):
+        info["onnx"] = str(b.path)
+    return info

@@ -1,0 +1,282 @@
+"""Write an analysis bundle atomically (see docs/bundle-format.md).
+
+The bundle is built in `NAME.segx.partial-<pid>/` next to the target; `finish` hashes
+every file, writes `manifest.json` last (through a temporary file and `os.replace`) and
+renames the folder to `NAME.segx`, replacing an older bundle only then. An exception
+inside the `with` block removes the partial folder; a killed process leaves a
+`.partial-<pid>` folder that no reader mistakes for a bundle (no manifest, wrong name).
+
+The GeoPackage is written with GDAL's OGR (Debian's python3-gdal, the library QGIS
+itself uses); arrays are `.npy` without pickled objects; rasters are GeoTIFFs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .bundle_reader import GPKG, MANIFEST, SCHEMA, SCHEMA_VERSION
+from .errors import ConfigurationError, UnreadableFileError
+from .records import ImageRecord, PatchTable
+
+#: patches-layer fields in order: name -> OGR kind ("int", "int64", "real", "text")
+PATCH_FIELDS: dict[str, str] = {
+    "patch_id": "int64", "image": "text", "region": "text", "split": "text",
+    "row_off": "int", "col_off": "int", "height": "int", "width": "int",
+    "iou": "real", "est_iou": "real", "est_iou_2d": "real", "pc1": "real", "pc2": "real",
+    "cluster": "int", "label_frac": "real", "pred_frac": "real", "accuracy": "real",
+    "precision": "real", "recall": "real", "entropy": "real", "confidence": "real",
+    "uncertain_frac": "real", "novelty": "real",
+}
+
+CLUSTER_FIELDS: dict[str, str] = {
+    "cluster": "int", "size": "int", "mean_iou": "real", "median_iou": "real",
+    "label_frac": "real", "pred_frac": "real", "region_mix": "text", "representatives": "text",
+}
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def json_safe(obj: Any) -> Any:
+    """`obj` with numpy scalars/arrays as Python values and NaN/inf as None."""
+    if isinstance(obj, Mapping):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _ogr() -> Any:
+    try:
+        from osgeo import ogr, osr
+    except ImportError as exc:  # pragma: no cover - depends on the machine
+        raise ConfigurationError(
+            "GDAL's Python bindings (osgeo) are missing: install python3-gdal (Debian) or "
+            "the GDAL wheel matching your libgdal, then run again") from exc
+    ogr.UseExceptions()
+    osr.UseExceptions()
+    return ogr, osr
+
+
+_OGR_TYPES = {"int": "OFTInteger", "int64": "OFTInteger64", "real": "OFTReal",
+              "text": "OFTString"}
+
+
+def _set(feature: Any, name: str, kind: str, value: Any) -> None:
+    if value is None or (kind in ("real", "int", "int64") and isinstance(value, float)
+                         and not math.isfinite(value)):
+        feature.SetFieldNull(name)
+    elif kind == "real":
+        feature.SetField(name, float(value))
+    elif kind in ("int", "int64"):
+        feature.SetField(name, int(value))
+    else:
+        feature.SetField(name, value if isinstance(value, str) else json.dumps(json_safe(value)))
+
+
+def write_gpkg_layer(path: Path, name: str, fields: Mapping[str, str],
+                     rows: Sequence[Mapping[str, Any]] | Mapping[str, np.ndarray],
+                     geometries: Sequence[Any] | None = None, crs_wkt: str | None = None,
+                     driver: str = "GPKG", options: Sequence[str] = ()) -> None:
+    """Append a layer (or a table without geometry) to an OGR data source.
+
+    `rows` is a list of dicts or a dict of equal-length columns; `geometries` are shapely
+    geometries (one per row) in `crs_wkt`.
+    """
+    ogr, osr = _ogr()
+    drv = ogr.GetDriverByName(driver)
+    ds = drv.Open(str(path), 1) if path.exists() and driver == "GPKG" else None
+    if ds is None:
+        ds = drv.CreateDataSource(str(path))
+    srs = None
+    if crs_wkt:
+        srs = osr.SpatialReference()
+        srs.ImportFromWkt(crs_wkt)
+        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    gtype = ogr.wkbPolygon if geometries is not None else ogr.wkbNone
+    layer = ds.CreateLayer(name, srs, gtype, options=list(options))
+    for fname, kind in fields.items():
+        layer.CreateField(ogr.FieldDefn(fname, getattr(ogr, _OGR_TYPES[kind])))
+    defn = layer.GetLayerDefn()
+    if isinstance(rows, Mapping):
+        n = len(next(iter(rows.values()))) if rows else 0
+        cols = {k: (np.asarray(v).tolist()) for k, v in rows.items()}
+        get = lambda i, k: cols[k][i] if k in cols else None  # noqa: E731
+    else:
+        n = len(rows)
+        get = lambda i, k: rows[i].get(k)  # noqa: E731
+    layer.StartTransaction()
+    for i in range(n):
+        feat = ogr.Feature(defn)
+        for fname, kind in fields.items():
+            _set(feat, fname, kind, get(i, fname))
+        if geometries is not None:
+            feat.SetGeometry(ogr.CreateGeometryFromWkb(bytes(geometries[i].wkb)))
+        layer.CreateFeature(feat)
+    layer.CommitTransaction()
+    ds = None  # noqa: F841  (closes and flushes)
+
+
+def est_iou_raster(image: ImageRecord, columns: Mapping[str, np.ndarray],
+                   values: np.ndarray, cell: int) -> tuple[np.ndarray, tuple[float, ...]]:
+    """Grid `values` per patch cell for one image and its GDAL-order transform.
+
+    Cells are `cell` x `cell` image pixels from the image's origin (so the grid is aligned
+    with the image); a cell holds the mean value of the patches whose window overlaps it,
+    NaN where none does.
+    """
+    rows_n = math.ceil(image.height / cell)
+    cols_n = math.ceil(image.width / cell)
+    total = np.zeros((rows_n, cols_n), np.float64)
+    count = np.zeros((rows_n, cols_n), np.int64)
+    sel = np.flatnonzero(np.asarray(columns["image"]).astype(str) == image.name)
+    for i in sel:
+        v = float(values[i])
+        if not math.isfinite(v):
+            continue
+        r0, c0 = int(columns["row_off"][i]), int(columns["col_off"][i])
+        r1 = r0 + int(columns["height"][i])
+        c1 = c0 + int(columns["width"][i])
+        total[r0 // cell:math.ceil(r1 / cell), c0 // cell:math.ceil(c1 / cell)] += v
+        count[r0 // cell:math.ceil(r1 / cell), c0 // cell:math.ceil(c1 / cell)] += 1
+    grid = np.full(total.shape, np.nan, np.float32)
+    np.divide(total, count, out=grid, where=count > 0, casting="unsafe")
+    a, b, c, d, e, f = image.transform[:6]
+    return grid, (a * cell, b * cell, c, d * cell, e * cell, f)
+
+
+def write_float_raster(path: Path, grid: np.ndarray, transform: Sequence[float],
+                       crs_wkt: str) -> None:
+    """Write a single-band float32 GeoTIFF with NaN nodata."""
+    import rasterio
+    from affine import Affine
+
+    with rasterio.open(path, "w", driver="GTiff", width=grid.shape[1], height=grid.shape[0],
+                       count=1, dtype="float32", crs=rasterio.crs.CRS.from_wkt(crs_wkt),
+                       transform=Affine(*transform[:6]), nodata=float("nan"),
+                       compress="deflate") as dst:
+        dst.write(grid.astype(np.float32), 1)
+
+
+class BundleWriter:
+    """Context manager that builds `out` (NAME.segx) in a partial folder, then publishes it."""
+
+    def __init__(self, out: str | Path) -> None:
+        self.out = Path(out)
+        if self.out.suffix != ".segx":
+            raise ConfigurationError(f"--out {self.out}: expected a name ending in .segx "
+                                     "(e.g. austin.segx)")
+        self.partial = self.out.with_name(f"{self.out.name}.partial-{os.getpid()}")
+        self._done = False
+
+    # -- lifecycle ------------------------------------------------------------
+    def __enter__(self) -> BundleWriter:
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            if self.partial.exists():
+                shutil.rmtree(self.partial)
+            (self.partial / "rasters").mkdir(parents=True)
+            (self.partial / "arrays").mkdir()
+        except OSError as exc:
+            raise UnreadableFileError(f"{self.partial}: cannot create the bundle folder "
+                                      f"({exc}); choose a writable --out") from exc
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if not self._done and self.partial.exists():
+            shutil.rmtree(self.partial, ignore_errors=True)
+
+    @property
+    def raster_dir(self) -> Path:
+        """Folder where the engine writes the aligned rasters."""
+        return self.partial / "rasters"
+
+    @property
+    def gpkg(self) -> Path:
+        """The GeoPackage being written."""
+        return self.partial / GPKG
+
+    # -- content --------------------------------------------------------------
+    def write_array(self, name: str, array: np.ndarray) -> None:
+        """`arrays/NAME.npy` (numeric arrays only: never object arrays)."""
+        a = np.asarray(array)
+        if a.dtype.hasobject:
+            raise ConfigurationError(f"array {name!r} holds Python objects; bundles store "
+                                     "plain numeric arrays only")
+        np.save(self.partial / "arrays" / f"{name}.npy", a, allow_pickle=False)
+
+    def write_patches(self, table: PatchTable, extra: Mapping[str, np.ndarray]) -> None:
+        """Write the `patches` layer: the table's columns plus `extra` (pc1, est_iou...)."""
+        cols: dict[str, np.ndarray] = {}
+        for name in PATCH_FIELDS:
+            if name in extra:
+                cols[name] = np.asarray(extra[name])
+            elif name in table.columns:
+                cols[name] = np.asarray(table.columns[name])
+        cols["patch_id"] = np.arange(len(table), dtype=np.int64)
+        write_gpkg_layer(self.gpkg, "patches", PATCH_FIELDS, cols, table.footprints,
+                         table.crs_wkt, options=["FID=fid", "SPATIAL_INDEX=YES"])
+
+    def write_clusters(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Write the `clusters` table."""
+        write_gpkg_layer(self.gpkg, "clusters", CLUSTER_FIELDS, rows)
+
+    def write_run_metadata(self, meta: Mapping[str, Any]) -> None:
+        """Write the `run_metadata` table: key -> JSON value."""
+        rows = [{"key": k, "value": json.dumps(json_safe(v))} for k, v in meta.items()]
+        write_gpkg_layer(self.gpkg, "run_metadata", {"key": "text", "value": "text"}, rows)
+
+    def relative(self, path: str | None) -> str | None:
+        """Turn a path inside the partial folder into a bundle-relative one."""
+        if not path:
+            return path
+        p = Path(path)
+        try:
+            return p.resolve().relative_to(self.partial.resolve()).as_posix()
+        except ValueError:
+            return str(p)
+
+    def finish(self, manifest: Mapping[str, Any]) -> Path:
+        """Hash files, write the manifest last and publish the folder as `out`."""
+        files = {}
+        for p in sorted(self.partial.rglob("*")):
+            if p.is_file() and p.name != MANIFEST:
+                files[p.relative_to(self.partial).as_posix()] = sha256_file(p)
+        doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, **json_safe(manifest),
+               "complete": True, "files": files}
+        tmp = self.partial / f"{MANIFEST}.tmp"
+        tmp.write_text(json.dumps(doc, indent=1, allow_nan=False), encoding="utf-8")
+        os.replace(tmp, self.partial / MANIFEST)
+        old = None
+        if self.out.exists():
+            old = self.out.with_name(f"{self.out.name}.old-{os.getpid()}")
+            os.replace(self.out, old)
+        os.replace(self.partial, self.out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        self._done = True
+        return self.out

@@ -1,0 +1,97 @@
+"""`segexplain analyze`: run the model over a labelled data set and write an analysis bundle."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from ..progress import Progress
+
+HELP = "analyse a labelled data set with a model and write an analysis bundle (.segx)"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `segexplain analyze`."""
+    parser.add_argument("--data", required=True, type=Path,
+                        help="data folder (images/ + gt/ or labels/) or one GeoTIFF")
+    parser.add_argument("--labels", type=Path, default=None,
+                        help="label raster / vector (or folder) when not next to the images")
+    parser.add_argument("--model", required=True, type=Path,
+                        help="model folder (segexplain train / smp save_pretrained) or checkpoint")
+    parser.add_argument("--out", required=True, type=Path, help="bundle to write, NAME.segx")
+    parser.add_argument("--patch-size", type=int, default=256, help="patch size in pixels")
+    parser.add_argument("--stride", type=int, default=None,
+                        help="step between patches in pixels (default: the patch size)")
+    parser.add_argument("--iou-convention", choices=("zero", "one", "exclude"), default="zero",
+                        help="IoU of patches where label and prediction are both empty")
+    parser.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
+                        help="inference backend (auto: CUDA if present, else onnxruntime)")
+    parser.add_argument("--batch-size", type=int, default=None, help="patches per batch")
+    parser.add_argument("--clusters-max", type=int, default=20,
+                        help="largest k of the KMeans silhouette sweep (from 2)")
+    parser.add_argument("--components", type=int, default=50,
+                        help="PCA components kept for distances (<= 50 recommended)")
+    parser.add_argument("--folds", type=int, default=5,
+                        help="cross-validation folds (grouped by image)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+
+
+def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    """Discover -> engine -> analytics -> bundle; returns the headline figures."""
+    from ..analysis import analyze_table, write_analysis
+    from ..bundle_writer import BundleWriter
+    from ..datasets import discover
+    from ..engine import analyze_images
+    from ..errors import ConfigurationError
+    from ._common import load, print_scores, versions
+
+    if args.clusters_max < 2:
+        raise ConfigurationError(f"--clusters-max {args.clusters_max}: expected at least 2")
+    if not 2 <= args.components <= 512:
+        raise ConfigurationError(f"--components {args.components}: expected 2 to 512")
+    if args.folds < 2:
+        raise ConfigurationError(f"--folds {args.folds}: expected at least 2")
+    start = time.perf_counter()
+    pairs = discover(args.data, args.labels, require_labels=True)
+    progress.log(f"{len(pairs)} image(s) under {args.data}")
+    model = load(args.model, progress)
+    with BundleWriter(args.out) as writer:
+        table = analyze_images(pairs, model, patch_size=args.patch_size, stride=args.stride,
+                               iou_convention=args.iou_convention, backend=args.backend,
+                               batch_size=args.batch_size, raster_dir=writer.raster_dir,
+                               progress=progress)
+        res = analyze_table(table, n_components=args.components,
+                            clusters_max=args.clusters_max, seed=args.seed,
+                            folds=args.folds, progress=progress)
+        for note in res.notes:
+            progress.log(note, level="warning")
+        progress.stage("write bundle", 0)
+        run_info = {
+            "model": model.info(), "data": str(Path(args.data).resolve()),
+            "patch_size": args.patch_size, "stride": args.stride or args.patch_size,
+            "backend": args.backend, "seed": args.seed, "versions": versions(),
+        }
+        manifest = write_analysis(writer, res, run_info)
+        out = writer.finish(manifest)
+    overall = manifest["stats"]["overall"]
+    progress.log(f"overall IoU {_pct(overall.get('overall_iou'))}, accuracy "
+                 f"{_pct(overall.get('accuracy'))}, mean patch IoU "
+                 f"{_pct(overall.get('mean_patch_iou'))} ({len(table)} patches, "
+                 f"IoU convention {table.iou_convention})")
+    print_scores(progress, "cross-validated estimator", manifest["estimators"])
+    progress.log(f"wrote {out}")
+    return {
+        "bundle": str(out), "kind": "analysis", "n_patches": len(table),
+        "overall": overall,
+        "estimators": {k: {m: v.get(m) for m in ("mae", "r2", "spearman", "folds")}
+                       for k, v in manifest["estimators"].items()},
+        "clustering": {k: manifest.get("clustering", {}).get(k)
+                       for k in ("method", "k", "silhouette")},
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+
+
+def _pct(v: Any) -> str:
+    return f"{100 * v:.2f}" if isinstance(v, (int, float)) else "n/a"

@@ -1,0 +1,364 @@
+"""The inference engine: patches in, a PatchTable and stitched rasters out.
+
+`analyze_images` runs one forward pass per batch that yields per-pixel building
+probabilities, the binary mask and the pooled bottleneck vector (see `models.ExplainNet`),
+scores every patch (`metrics.patch_metrics`), writes thumbnails and stitches the
+probabilities into full-image prediction / confusion GeoTIFFs (`stitch.StripStitcher`).
+
+Streaming: per image, raster windows are read by `readers` threads (rasterio releases
+the GIL while decoding) a bounded number of batches ahead of the model, so reading
+overlaps inference and memory does not grow with the raster: the engine holds at most
+`prefetch` batches of patches, the stitcher one strip of `patch_size` rows, and the
+table one row, one embedding and three thumbnails per patch. `iter_batches` hands the
+results on batch by batch for callers that want to consume them as they come.
+
+Encoder-only mode (imagery without labels, or when only embeddings are needed) skips
+the decoder: the uncertainty and prediction columns are NaN and no rasters are written.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .backends import Backend, make_backend
+from .errors import ConfigurationError, EmptyInputError
+from .metrics import THRESHOLD, check_convention, patch_metrics
+from .models import POOLINGS, LoadedModel, as_loaded
+from .progress import NULL_PROGRESS, Progress
+from .records import METRIC_COLUMNS, ImageRecord, PatchTable
+from .stitch import StripStitcher, window_bounds
+
+
+@dataclass
+class BatchResult:
+    """What one forward pass produced for a batch of patches of one image."""
+
+    image_index: int                 # index into the run's list of ImageRecords
+    windows: list[Any]
+    images: np.ndarray               # (B, C, S, S) float32 in [0, 1]
+    labels: np.ndarray | None        # (B, S, S) uint8 0/1
+    valid: np.ndarray                # (B, S, S) bool
+    prob: np.ndarray | None          # (B, S, S) float32 (None in encoder-only mode)
+    embeddings: np.ndarray           # (B, D) float32
+    metrics: dict[str, np.ndarray]   # METRIC_COLUMNS (+ tp/fp/fn/tn with labels)
+
+
+@dataclass
+class _Image:
+    pair: Any
+    source: Any
+    windows: list[Any]
+    record: ImageRecord
+
+
+def check_patch_size(patch_size: int, stride: int | None, model: LoadedModel) -> int:
+    """Validate patch size and stride; returns the stride (default: the patch size)."""
+    os_ = model.output_stride
+    if patch_size <= 0 or patch_size % os_:
+        lo = max(os_, patch_size // os_ * os_)
+        raise ConfigurationError(
+            f"patch size {patch_size} px is not a multiple of the encoder's output stride "
+            f"{os_} ({model.encoder}); use e.g. --patch-size {lo} or {lo + os_}")
+    stride = patch_size if stride is None else int(stride)
+    if stride <= 0 or stride > patch_size:
+        raise ConfigurationError(
+            f"stride {stride} px: expected 1 to the patch size {patch_size} px")
+    return stride
+
+
+def _thumb_index(size: int, thumb: int) -> np.ndarray:
+    return ((np.arange(thumb) + 0.5) * size / thumb).astype(np.intp).clip(0, size - 1)
+
+
+def thumbnails(images: np.ndarray, labels: np.ndarray | None, prob: np.ndarray | None,
+               valid: np.ndarray, thumb_size: int) -> dict[str, np.ndarray]:
+    """Nearest-neighbour thumbnails: image (B, T, T, 3) uint8, label/pred (B, T, T) 0/1."""
+    idx = _thumb_index(images.shape[-1], thumb_size)
+    v = valid[:, idx][:, :, idx]
+    rgb = images[:, :3] if images.shape[1] >= 3 else np.repeat(images[:, :1], 3, axis=1)
+    rgb = rgb[:, :, idx][:, :, :, idx]
+    img = (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)
+    img[~v] = 0
+    out = {"image": np.ascontiguousarray(img)}
+    if labels is not None:
+        out["label"] = (labels[:, idx][:, :, idx] > 0).astype(np.uint8) * v
+    if prob is not None:
+        out["pred"] = (prob[:, idx][:, :, idx] >= THRESHOLD).astype(np.uint8) * v
+    return out
+
+
+def _check_bands(pair: Any, model: LoadedModel, bands: Sequence[int] | None) -> None:
+    """A model with more channels than the image has bands: say what to do."""
+    import rasterio
+
+    if bands is not None:
+        return
+    try:
+        with rasterio.open(pair.image) as ds:
+            count = int(ds.count)
+    except Exception:  # noqa: BLE001 - open_source reports unreadable files precisely
+        return
+    if 1 < count < model.in_channels:
+        raise ConfigurationError(
+            f"{pair.image} has {count} bands but the model takes {model.in_channels} "
+            f"channels: pass --bands to choose {model.in_channels} bands, or use a "
+            f"{count}-channel model")
+
+
+def _open_images(pairs: Sequence[Any], model: LoadedModel, patch_size: int, stride: int,
+                 min_valid: float, bands: Sequence[int] | None,
+                 progress: Progress) -> list[_Image]:
+    from .imagery import open_source
+
+    opened: list[_Image] = []
+    names: set[str] = set()
+    try:
+        for pair in pairs:
+            name = str(pair.name)
+            if name in names:
+                raise ConfigurationError(
+                    f"two images are named {name!r}: image names must be unique within a run")
+            names.add(name)
+            _check_bands(pair, model, bands)
+            src = open_source(pair, channels=model.in_channels, bands=bands, warn=progress)
+            wins = sorted(src.windows(patch_size, stride, min_valid),
+                          key=lambda w: (int(w.row_off), int(w.col_off)))
+            if not wins:
+                progress.log(f"{pair.image}: no patch has {min_valid:.0%} valid pixels; "
+                             "image skipped", level="warning")
+                src.close()
+                continue
+            rec = src.to_record()
+            rec.path = str(Path(rec.path).resolve())
+            opened.append(_Image(pair, src, wins, rec))
+    except BaseException:
+        for im in opened:
+            im.source.close()
+        raise
+    if not opened:
+        listed = ", ".join(str(p.image) for p in list(pairs)[:3])
+        raise EmptyInputError(
+            f"no patch of {listed} has at least {min_valid:.0%} valid pixels (all nodata?): "
+            "check the imagery or lower --min-valid")
+    return opened
+
+
+def _read_batches(img: _Image, batch_size: int, readers: int,
+                  prefetch: int) -> Iterator[tuple[list[Any], list[Any]]]:
+    """(windows, patches) per batch, read by a thread pool at most `prefetch` batches ahead."""
+    wins = img.windows
+    with ThreadPoolExecutor(max_workers=max(1, readers),
+                            thread_name_prefix="segexplain-read") as pool:
+        pending: deque[Future[Any]] = deque()
+        nxt = 0
+        limit = batch_size * max(1, prefetch)
+        for start in range(0, len(wins), batch_size):
+            stop = min(start + batch_size, len(wins))
+            while nxt < len(wins) and len(pending) < limit + (stop - start):
+                pending.append(pool.submit(img.source.read, wins[nxt]))
+                nxt += 1
+            patches = [pending.popleft().result() for _ in range(stop - start)]
+            yield wins[start:stop], patches
+
+
+def iter_batches(images: list[_Image], backend: Backend, *, batch_size: int,
+                 iou_convention: str, encoder_only: bool, readers: int = 2,
+                 prefetch: int = 2) -> Iterator[BatchResult]:
+    """Read, infer and score batch after batch (images in order, windows row by row)."""
+    for i, img in enumerate(images):
+        for wins, patches in _read_batches(img, batch_size, readers, prefetch):
+            x = np.stack([p.image for p in patches]).astype(np.float32, copy=False)
+            valid = np.stack([np.asarray(p.valid, dtype=bool) for p in patches])
+            if not np.isfinite(x).all():  # defensive: nodata must never reach the model
+                x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+                valid &= np.isfinite(np.stack([p.image for p in patches])).all(axis=1)
+            labels = None
+            if patches[0].label is not None:
+                labels = np.stack([np.asarray(p.label, dtype=np.uint8) for p in patches])
+            prob, emb = backend.run(x)
+            if prob is None:  # encoder only: label statistics without a prediction
+                m = patch_metrics(np.zeros(valid.shape, np.float32), labels, valid,
+                                  iou_convention, with_uncertainty=False)
+                for k in ("iou", "accuracy", "precision", "recall", "pred_frac"):
+                    m[k] = np.full(len(patches), np.nan)
+            else:
+                m = patch_metrics(prob, labels, valid, iou_convention)
+            yield BatchResult(i, wins, x, labels, valid, prob, emb, m)
+
+
+def analyze_images(pairs: list[Any], model: LoadedModel | Any, *, patch_size: int = 256,
+                   stride: int | None = None, iou_convention: str = "zero",
+                   backend: str = "auto", batch_size: int | None = None,
+                   encoder_only: bool = False, raster_dir: Path | None = None,
+                   thumb_size: int = 64, pooling: str = "avg",
+                   progress: Progress = NULL_PROGRESS, min_valid: float = 0.5,
+                   threads: int | None = None, readers: int = 2,
+                   bands: Sequence[int] | None = None) -> PatchTable:
+    """Analyse image/label pairs with `model`; see the module doc.
+
+    `model` is a `LoadedModel`, a model folder / checkpoint path or an smp module.
+    `raster_dir` receives <image>_pred.tif and, for labelled images, <image>_confusion.tif
+    (not in encoder-only mode). Patches are ordered image by image, row by row.
+    """
+    check_convention(iou_convention)
+    if pooling not in POOLINGS:
+        raise ConfigurationError(f"pooling {pooling!r} is unknown: expected one of {POOLINGS}")
+    if not 0.0 <= float(min_valid) <= 1.0:
+        raise ConfigurationError(f"min_valid {min_valid}: expected a fraction from 0 to 1")
+    if thumb_size < 1 or thumb_size > patch_size:
+        raise ConfigurationError(
+            f"thumbnail size {thumb_size}: expected 1 to the patch size {patch_size}")
+    if not pairs:
+        raise EmptyInputError("no images to analyse: pass at least one image")
+    lm = as_loaded(model)
+    if lm.classes != 1:
+        raise ConfigurationError(
+            f"model has {lm.classes} output classes: expected 1 (binary building mask)")
+    stride = check_patch_size(patch_size, stride, lm)
+    images = _open_images(pairs, lm, patch_size, stride, min_valid, bands, progress)
+    try:
+        return _analyze(images, lm, patch_size=patch_size, iou_convention=iou_convention,
+                        backend=backend, batch_size=batch_size, encoder_only=encoder_only,
+                        raster_dir=raster_dir, thumb_size=thumb_size, pooling=pooling,
+                        progress=progress, threads=threads, readers=readers)
+    finally:
+        for im in images:
+            im.source.close()
+
+
+def _analyze(images: list[_Image], lm: LoadedModel, *, patch_size: int, iou_convention: str,
+             backend: str, batch_size: int | None, encoder_only: bool,
+             raster_dir: Path | None, thumb_size: int, pooling: str, progress: Progress,
+             threads: int | None, readers: int) -> PatchTable:
+    be = make_backend(lm, backend, patch_size=patch_size, pooling=pooling,
+                      encoder_only=encoder_only, threads=threads, progress=progress)
+    bs = int(batch_size or be.suggest_batch_size(lm.in_channels, patch_size))
+    if bs < 1:
+        raise ConfigurationError(f"batch size {batch_size}: expected at least 1")
+
+    from .windows import window_footprint
+
+    total = sum(len(im.windows) for im in images)
+    progress.stage("infer", total)
+    stitchers: dict[int, StripStitcher] = {}
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in METRIC_COLUMNS}
+    loc: dict[str, list[Any]] = {k: [] for k in ("image", "region", "split", "row_off",
+                                                 "col_off", "height", "width")}
+    embs: list[np.ndarray] = []
+    thumbs: dict[str, list[np.ndarray]] = {}
+    footprints: list[Any] = []
+    crs0 = images[0].source.crs
+    reprojectors: dict[int, Any] = {}
+    try:
+        for res in iter_batches(images, be, batch_size=bs, iou_convention=iou_convention,
+                                encoder_only=encoder_only, readers=readers):
+            img = images[res.image_index]
+            if raster_dir is not None and res.prob is not None:
+                st = stitchers.get(res.image_index)
+                if st is None:
+                    for j in [j for j in stitchers if j != res.image_index]:
+                        _finish(images[j].record, stitchers.pop(j))
+                    st = stitchers[res.image_index] = _stitcher(img, patch_size, raster_dir)
+                for k, w in enumerate(res.windows):
+                    st.add(w, res.prob[k], res.valid[k],
+                           res.labels[k] if res.labels is not None else None)
+            for k in METRIC_COLUMNS:
+                cols[k].append(np.asarray(res.metrics[k], dtype=np.float64))
+            for w in res.windows:
+                r0, c0, h, wd = window_bounds(w)
+                loc["image"].append(img.record.name)
+                loc["region"].append(img.record.region)
+                loc["split"].append(img.record.split)
+                loc["row_off"].append(r0)
+                loc["col_off"].append(c0)
+                loc["height"].append(h)
+                loc["width"].append(wd)
+                fp = window_footprint(img.source.transform, w)
+                footprints.append(_reproject(fp, img, crs0, reprojectors, res.image_index))
+            embs.append(np.asarray(res.embeddings, dtype=np.float32))
+            for key, arr in thumbnails(res.images, res.labels, res.prob, res.valid,
+                                       thumb_size).items():
+                thumbs.setdefault(key, []).append(arr)
+            progress.advance(len(res.windows))
+        for j in list(stitchers):
+            _finish(images[j].record, stitchers.pop(j))
+    finally:
+        for st in stitchers.values():
+            st.abort()
+
+    n = sum(len(e) for e in embs)
+    columns: dict[str, np.ndarray] = {"patch_id": np.arange(n, dtype=np.int64)}
+    for k in ("image", "region", "split"):
+        columns[k] = np.asarray(loc[k], dtype=str)
+    for k in ("row_off", "col_off", "height", "width"):
+        columns[k] = np.asarray(loc[k], dtype=np.int64)
+    for k in METRIC_COLUMNS:
+        columns[k] = np.concatenate(cols[k])
+    thumb_arrays = _merge_thumbs(thumbs, images, n, thumb_size)
+    return PatchTable(
+        columns=columns, embeddings=np.concatenate(embs).astype(np.float32, copy=False),
+        footprints=footprints, crs_wkt=images[0].record.crs_wkt,
+        images=[im.record for im in images], iou_convention=iou_convention,
+        thumbnails=thumb_arrays)
+
+
+def _merge_thumbs(thumbs: dict[str, list[np.ndarray]], images: list[_Image], n: int,
+                  thumb_size: int) -> dict[str, np.ndarray]:
+    out = {"image": np.concatenate(thumbs["image"])}
+    if "pred" in thumbs:
+        out["pred"] = np.concatenate(thumbs["pred"])
+    if "label" in thumbs:
+        if sum(len(a) for a in thumbs["label"]) == n:
+            out["label"] = np.concatenate(thumbs["label"])
+        else:  # some images unlabelled: zeros there (their label_frac is NaN)
+            lab = np.zeros((n, thumb_size, thumb_size), np.uint8)
+            start = 0
+            it = iter(thumbs["label"])
+            for im in images:
+                cnt = len(im.windows)
+                if im.pair.label is not None:
+                    lab[start:start + cnt] = next(it)
+                start += cnt
+            out["label"] = lab
+    return out
+
+
+def _stitcher(img: _Image, patch_size: int, raster_dir: Path) -> StripStitcher:
+    rd = Path(raster_dir)
+    rd.mkdir(parents=True, exist_ok=True)
+    name = img.record.name
+    has_label = img.pair.label is not None
+    return StripStitcher(
+        width=img.record.width, height=img.record.height, crs=img.source.crs,
+        transform=img.source.transform, patch_size=patch_size,
+        pred_path=rd / f"{name}_pred.tif",
+        confusion_path=rd / f"{name}_confusion.tif" if has_label else None)
+
+
+def _finish(rec: ImageRecord, st: StripStitcher) -> None:
+    counts = st.close()
+    rec.prediction = str(st.pred_path)
+    if st.confusion_path is not None:
+        rec.confusion = str(st.confusion_path)
+        rec.counts = dict(counts)
+
+
+def _reproject(geom: Any, img: _Image, crs0: Any, cache: dict[int, Any], idx: int) -> Any:
+    """Footprint in the run's CRS (the first image's); identity when they agree."""
+    crs = img.source.crs
+    if crs0 is None or crs is None or crs == crs0:
+        return geom
+    if idx not in cache:
+        from pyproj import Transformer
+
+        cache[idx] = Transformer.from_crs(crs.to_wkt(), crs0.to_wkt(), always_xy=True)
+    from shapely.ops import transform
+
+    return transform(cache[idx].transform, geom)

@@ -1,0 +1,151 @@
+"""One opened bundle: its attributes, map layers, footprint link and current selection."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from qgis.core import QgsProject
+
+from ..core.bundle_reader import Bundle, read_table
+from ..core.errors import BundleError
+from .layers import BundleLayers, load_bundle_layers
+from .link import FootprintLink
+from .selection import mean_finite
+
+#: Colour-by choices: label -> patches column.
+COLOR_CHOICES = {"IoU": "iou", "estimated IoU": "est_iou", "cluster": "cluster",
+                 "region": "region", "novelty": "novelty"}
+CATEGORICAL = ("cluster", "region")
+#: Columns of the patches layer the explorer reads (the rest stays on disk).
+UI_COLUMNS = ("patch_id", "image", "region", "pc1", "pc2", "iou", "est_iou",
+              "cluster", "novelty")
+
+CONVENTION_TEXT = {
+    "zero": "both-empty patches count as IoU 0",
+    "one": "both-empty patches count as IoU 1",
+    "exclude": "both-empty patches have no IoU",
+}
+
+
+def table_columns(gpkg: Path, table: str = "patches") -> list[str]:
+    """Column names of a GeoPackage table (empty when unreadable)."""
+    try:
+        con = sqlite3.connect(f"file:{gpkg}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return []
+    try:
+        return [row[1] for row in con.execute(f'PRAGMA table_info("{table}")')]
+    except sqlite3.Error:
+        return []
+    finally:
+        con.close()
+
+
+class BundleSession:
+    """A bundle opened in the explorer (read-only on disk)."""
+
+    def __init__(self, path: str | Path, project: QgsProject | None = None,
+                 with_layers: bool = True,
+                 on_map_selection: Callable[[BundleSession, np.ndarray], None] | None = None
+                 ) -> None:
+        self.bundle = Bundle(path)
+        self.key = str(self.bundle.path)
+        self.name = self.bundle.path.name.removesuffix(".segx")
+        cols = read_table(self.bundle.path, "patches",
+                          [c for c in UI_COLUMNS if c in table_columns(self.bundle.gpkg)])
+        for needed in ("patch_id", "pc1", "pc2"):
+            if needed not in cols:
+                raise BundleError(f"{self.bundle.gpkg}: the patches layer has no column "
+                                  f"{needed!r}; expected a segexplain bundle: run the "
+                                  "analysis again")
+        n = len(cols.get("patch_id", []))
+        if n == 0:
+            raise BundleError(f"{self.bundle.gpkg}: the patches layer is empty; expected "
+                              "one row per patch: run the analysis again")
+        if not np.array_equal(cols["patch_id"], np.arange(n)):
+            raise BundleError(f"{self.bundle.gpkg}: patch ids are not 0..{n - 1}; the "
+                              "bundle is damaged: run the analysis again")
+        self.n = n
+        self.columns = cols
+        self.x = np.asarray(cols["pc1"], dtype=float)
+        self.y = np.asarray(cols["pc2"], dtype=float)
+        self.selected = np.zeros(n, dtype=bool)
+        self.project = project or QgsProject.instance()
+        self.layers: BundleLayers | None = None
+        self.link: FootprintLink | None = None
+        self._on_map = on_map_selection
+        if with_layers:
+            self.layers = load_bundle_layers(self.bundle, cols, self.project)
+            try:
+                self.link = FootprintLink(self.layers.footprints, n, self.bundle.gpkg,
+                                          on_map_selection=self._map_selected)
+            except Exception:
+                self.layers.remove(self.project)
+                raise
+
+    # -- facts -----------------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        """"analysis" or "estimate"."""
+        return self.bundle.kind
+
+    @property
+    def iou_convention(self) -> str:
+        """The bundle's IoU convention ("zero", "one", "exclude")."""
+        return str(self.bundle.manifest.get("iou_convention", "zero"))
+
+    def has(self, column: str) -> bool:
+        """Whether the column exists and has at least one value."""
+        v = self.columns.get(column)
+        if v is None:
+            return False
+        if v.dtype == object:
+            return any(x is not None for x in v.tolist())
+        return bool(np.isfinite(v).any())
+
+    @property
+    def has_labels(self) -> bool:
+        """True when some patch has a ground-truth IoU."""
+        return self.has("iou")
+
+    @property
+    def score_column(self) -> str:
+        """The column that summarises quality: IoU, or estimated IoU without labels."""
+        return "iou" if self.has_labels else "est_iou"
+
+    def explained_variance(self) -> list[float]:
+        """Explained variance ratio of pc1, pc2 (empty when unknown)."""
+        evr = (self.bundle.manifest.get("pca") or {}).get("explained_variance_ratio") or []
+        return [float(v) for v in evr[:2]]
+
+    # -- selection -------------------------------------------------------------------
+    def summary(self) -> tuple[int, float]:
+        """(count, mean score) of the selection."""
+        col = self.columns.get(self.score_column)
+        mean = mean_finite(np.asarray(col, float), self.selected) if col is not None else \
+            float("nan")
+        return int(self.selected.sum()), mean
+
+    def set_selection(self, mask: np.ndarray, push: bool = True) -> None:
+        """Make `mask` the selection; push it to the footprint layer."""
+        self.selected = np.asarray(mask, dtype=bool)
+        if push and self.link is not None:
+            self.link.push(self.selected)
+
+    def _map_selected(self, mask: np.ndarray) -> None:
+        self.selected = mask
+        if self._on_map is not None:
+            self._on_map(self, mask)
+
+    def close(self) -> None:
+        """Disconnect from the layer and take the layers off the map (idempotent)."""
+        if self.link is not None:
+            self.link.disconnect()
+            self.link = None
+        if self.layers is not None:
+            self.layers.remove(self.project)
+            self.layers = None
+        self._on_map = None
