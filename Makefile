@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export QT_QPA_PLATFORM ?= offscreen
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: setup test lint typecheck pytest test-fast demo bench resources package wheelhouse clean
+.PHONY: setup test lint typecheck pytest test-fast demo bench resources package check-package wheelhouse clean
 
 setup:
 	@scripts/setup.sh
@@ -40,6 +40,32 @@ bench: setup
 	$(PY) bench/inference.py
 	$(PY) bench/analytics.py
 	$(PY) bench/dock.py
+
+# --- plugin zip and offline wheelhouse (engineer E) -----------------------------------
+# `make package`       -> dist/segexplain-VERSION.zip (QGIS: Plugins > Install from ZIP)
+# `make check-package` -> metadata fields, contents, compile, bandit over the plugin's code
+# `make wheelhouse`    -> wheelhouse/: every wheel the worker needs, for offline laptops;
+#                         WHEEL_ARGS="--platform win_amd64 --python-version 3.12" for another OS,
+#                         WHEEL_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu" for CPU torch
+#                         (WHEEL_REQS=some-file.txt to try a smaller subset)
+WHEEL_REQS ?= requirements.txt
+WHEEL_CONSTRAINTS ?= constraints.txt
+WHEEL_ARGS ?=
+
+package: setup
+	$(PY) scripts/package.py build
+
+check-package: package
+	$(PY) scripts/package.py check
+
+wheelhouse: setup
+	mkdir -p wheelhouse
+	$(PY) -m pip download --disable-pip-version-check --only-binary=:all: \
+	    $(WHEEL_ARGS) -d wheelhouse -r $(WHEEL_REQS) -c $(WHEEL_CONSTRAINTS)
+	cp $(WHEEL_REQS) wheelhouse/requirements.txt
+	cp $(WHEEL_CONSTRAINTS) wheelhouse/constraints.txt
+	@echo "wheelhouse: $$(ls wheelhouse/*.whl | wc -l) wheels, $$(du -sh wheelhouse | cut -f1)"
+	@echo "offline install: python -m pip install --no-index --find-links wheelhouse -r wheelhouse/requirements.txt -c wheelhouse/constraints.txt"
 
 clean:
 	rm -rf demo/out dist resources_rc.py .pytest_cache .mypy_cache .ruff_cache

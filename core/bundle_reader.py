@@ -91,6 +91,8 @@ def read_table(path: str | Path, table: str,
         raise IncompleteBundleError(f"{gpkg}: missing GeoPackage; the bundle is incomplete")
     con = sqlite3.connect(f"file:{gpkg}?mode=ro", uri=True)
     try:
+        if not table.replace("_", "").isalnum():
+            raise BundleError(f"{table!r}: not a table name")
         info = con.execute(f'PRAGMA table_info("{table}")').fetchall()
         if not info:
             raise BundleError(f"{gpkg}: no table {table!r}")
@@ -102,7 +104,9 @@ def read_table(path: str | Path, table: str,
             raise BundleError(f"{gpkg}: table {table!r} has no column(s) {unknown}")
         order = "patch_id" if "patch_id" in types else wanted[0]
         cols = ", ".join(f'"{c}"' for c in wanted)
-        rows = con.execute(f'SELECT {cols} FROM "{table}" ORDER BY "{order}"').fetchall()
+        # Identifiers only (checked against PRAGMA table_info above), no values: read-only db.
+        sql = f'SELECT {cols} FROM "{table}" ORDER BY "{order}"'  # noqa: S608  # nosec B608
+        rows = con.execute(sql).fetchall()
     finally:
         con.close()
     out: dict[str, np.ndarray] = {}

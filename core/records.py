@@ -40,7 +40,7 @@ class ImageRecord:
     width: int
     height: int
     prediction: str | None = None  # path of the stitched prediction GeoTIFF (uint8 0/1, 255 nodata)
-    confusion: str | None = None   # path of the confusion GeoTIFF (0 TN, 1 TP, 2 FP, 3 FN, 255 nodata)
+    confusion: str | None = None   # confusion GeoTIFF: 0 TN, 1 TP, 2 FP, 3 FN, 255 nodata
     counts: dict[str, int] = field(default_factory=dict)  # tn, tp, fp, fn over the stitched image
 
     def to_dict(self) -> dict[str, Any]:

@@ -31,7 +31,7 @@ def mask_layer(path: Path, colour: QColor) -> QgsRasterLayer:
         raise SystemExit(f"{path}: QGIS cannot open this raster")
     classes = [QgsPalettedRasterRenderer.Class(v, colour, "building") for v in (1, 255)]
     layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes))
-    layer.renderer().setOpacity(0.45)
+    layer.renderer().setOpacity(0.55)
     return layer
 
 
@@ -40,7 +40,7 @@ def render(out: Path, image: Path, masks: list[Path], size: int = 1400) -> None:
     base = QgsRasterLayer(str(image), image.stem)
     if not base.isValid():
         raise SystemExit(f"{image}: QGIS cannot open this raster")
-    colours = [QColor(230, 40, 40), QColor(40, 120, 230)]
+    colours = [QColor(0, 230, 255), QColor(255, 210, 0)]
     overlays = [mask_layer(m, colours[i % 2]) for i, m in enumerate(masks)]
     ext: QgsRectangle = base.extent()
     half = QSize(size // 2, int(size // 2 * ext.height() / ext.width()))

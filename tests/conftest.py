@@ -58,8 +58,10 @@ def build_tiny_run(where: Path) -> TinyRun:
     segexplain("sample-data", run.data, "--small", "--progress", "none")
     segexplain("train", "--data", run.data / "train", "--out", run.model,
                "--preset", "tiny", "--progress", "none")
+    # 64 px patches: the small sample's 256 px tiles give enough patches (160) for the
+    # grouped cross-validation and the cluster sweep.
     segexplain("analyze", "--data", run.data / "train", "--model", run.model,
-               "--out", run.bundle, "--progress", "none")
+               "--out", run.bundle, "--patch-size", "64", "--progress", "none")
     segexplain("estimate", "--data", run.data / "new", "--reference", run.bundle,
                "--model", run.model, "--out", run.estimate, "--progress", "none")
     return run
@@ -71,13 +73,12 @@ def tiny_run() -> TinyRun:
     where = CACHE / f"tiny-run-{_source_key()}"
     done = where / "COMPLETE"
     if not done.exists():
-        shutil.rmtree(where, ignore_errors=True)
+        # stale builds of older sources, or this one half-built
+        for old in CACHE.glob("tiny-run-*"):
+            shutil.rmtree(old, ignore_errors=True)
         where.mkdir(parents=True)
         build_tiny_run(where)
         done.write_text("ok\n")
-        for old in CACHE.glob("tiny-run-*"):
-            if old != where:
-                shutil.rmtree(old, ignore_errors=True)
     return TinyRun(where / "data", where / "model", where / "train.segx", where / "new.segx")
 
 
