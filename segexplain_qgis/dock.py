@@ -12,8 +12,9 @@ from itertools import repeat
 from pathlib import Path
 
 import numpy as np
-from qgis.core import QgsCoordinateTransform, QgsProject
+from qgis.core import Qgis, QgsCoordinateTransform, QgsProject
 from qgis.PyQt.QtCore import Qt, pyqtSignal
+from qgis.PyQt.QtGui import QColor
 from qgis.PyQt.QtWidgets import (
     QComboBox,
     QDockWidget,
@@ -27,6 +28,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
+from ..core.bundle_reader import resolve_bundle_path
 from .clusters import ClusterPanel
 from .gallery import Gallery
 from .scatter import (
@@ -96,12 +98,15 @@ class ExplorerDock(QDockWidget):
         bar = QHBoxLayout()
         bar.addWidget(QLabel("colour by"))
         bar.addWidget(self.color_combo)
-        bar.addWidget(QLabel("brush"))
-        bar.addWidget(self.tool_combo)
-        bar.addWidget(self.clear_button)
-        bar.addWidget(self.zoom_button)
-        bar.addWidget(QLabel("heatmap"))
-        bar.addWidget(self.opacity)
+        bar.addWidget(QLabel("heatmap opacity"))
+        bar.addWidget(self.opacity, 1)
+        bar2 = QHBoxLayout()
+        bar2.addWidget(QLabel("brush"))
+        bar2.addWidget(self.tool_combo)
+        bar2.addWidget(QLabel("shift: add, ctrl: subtract"))
+        bar2.addStretch(1)
+        bar2.addWidget(self.clear_button)
+        bar2.addWidget(self.zoom_button)
         tabs = QTabWidget()
         tabs.addTab(self.gallery, "Gallery")
         tabs.addTab(self.clusters, "Clusters")
@@ -115,6 +120,7 @@ class ExplorerDock(QDockWidget):
         lay.addWidget(self.title)
         lay.addWidget(self.convention)
         lay.addLayout(bar)
+        lay.addLayout(bar2)
         lay.addWidget(self.stats)
         lay.addWidget(split, 1)
         self.setWidget(root)
@@ -135,23 +141,40 @@ class ExplorerDock(QDockWidget):
 
     def open_bundle(self, path: str | Path) -> BundleSession:
         """Open a bundle: layers on the map, points on the plane. Raises on bad bundles."""
-        s = BundleSession(path, self.project, on_map_selection=self._map_selected)
+        wanted = resolve_bundle_path(path).resolve()
         for other in self.sessions:
-            if other.key == s.key:
-                s.close()
-                show_info(self.iface, f"{s.name} is already open")
+            if Path(other.key).resolve() == wanted:
+                show_info(self.iface, f"{other.name} is already open")
                 return other
+        s = BundleSession(path, self.project, on_map_selection=self._map_selected)
         self.sessions.append(s)
+        self._translucent_selection(True)
         self.gallery.add_source(s.key, s.bundle.path, s.columns,
                                 "IoU" if s.has_labels else "est. IoU")
         if s is self.base:
             self._setup_plane(s)
         else:
             self.scatter.set_overlay(s.key, s.x, s.y)
+            self._check_reference(s)
         self._refresh_color_choices()
         self._update_titles()
         self._refresh_selection()
         return s
+
+    def _check_reference(self, s: BundleSession) -> None:
+        """Warn when an overlaid estimate was projected into another bundle's plane."""
+        ref = s.bundle.manifest.get("reference")
+        if not ref or self.base is None:
+            return
+        p = Path(str(ref))
+        p = (p if p.is_absolute() else s.bundle.path / p).resolve()
+        base = self.base.bundle.path.resolve()
+        if p != base and p.name != base.name:  # same name: the reference, copied elsewhere
+            self.iface.messageBar().pushMessage(
+                "segexplain", f"{s.name} was estimated against {p.name}, not "
+                f"{self.base.bundle.path.name}: its points lie in another latent plane; open "
+                "it together with its own reference to compare them",
+                level=Qgis.MessageLevel.Warning, duration=10)
 
     def _setup_plane(self, s: BundleSession) -> None:
         evr = s.explained_variance()
@@ -196,8 +219,8 @@ class ExplorerDock(QDockWidget):
                 rest = list(self.sessions)
                 self.sessions = rest
                 self._setup_plane(rest[0])
-                for o in rest[1:]:
-                    self.scatter.set_overlay(o.key, o.x, o.y)
+                for other in rest[1:]:
+                    self.scatter.set_overlay(other.key, other.x, other.y)
         else:
             self.scatter.remove_overlay(s.key)
         self._refresh_color_choices()
@@ -446,22 +469,36 @@ class ExplorerDock(QDockWidget):
         if rect is not None:
             canvas.setExtent(rect)
 
-    def zoom_to_patch(self, key: str, pid: int) -> None:
-        """Zoom the map to one patch and flash it."""
+    def zoom_to_patches(self, key: str, pids: list[int], scale: float = 1.2) -> None:
+        """Zoom the map to the footprints of some patches of one bundle."""
         s = self.session(key)
-        if s.layers is None or s.link is None:
+        if s.layers is None or s.link is None or not len(pids):
             return
         layer = s.layers.footprints
-        fid = int(s.link.fid_of[pid])
-        feat = layer.getFeature(fid)
+        fids = [int(s.link.fid_of[p]) for p in pids]
+        rect = None
+        for feat in layer.getFeatures(fids):
+            r = feat.geometry().boundingBox()
+            if rect is None:
+                rect = r
+            else:
+                rect.combineExtentWith(r)
+        if rect is None:
+            return
         canvas = self.iface.mapCanvas()
-        rect = feat.geometry().boundingBox()
         rect = QgsCoordinateTransform(layer.crs(), canvas.mapSettings().destinationCrs(),
                                       self.project).transformBoundingBox(rect)
-        rect.scale(3.0)
+        rect.scale(scale)
         canvas.setExtent(rect)
         canvas.refresh()
-        canvas.flashFeatureIds(layer, [fid])
+
+    def zoom_to_patch(self, key: str, pid: int) -> None:
+        """Zoom the map to one patch and flash it."""
+        self.zoom_to_patches(key, [pid], scale=3.0)
+        s = self.session(key)
+        if s.layers is not None and s.link is not None:
+            self.iface.mapCanvas().flashFeatureIds(s.layers.footprints,
+                                                   [int(s.link.fid_of[pid])])
 
     @guarded
     def _zoom_clicked(self, *_args) -> None:
@@ -502,9 +539,28 @@ class ExplorerDock(QDockWidget):
         self.scatter.set_heatmap_opacity(value / 100)
 
     # -- teardown --------------------------------------------------------------------
+    def _translucent_selection(self, on: bool) -> None:
+        """Selected footprints glow instead of hiding the imagery; restored on shutdown.
+
+        QGIS fills selected polygons with the canvas selection colour, opaque yellow by
+        default, which would hide exactly the patches the user wants to look at.
+        """
+        canvas = self.iface.mapCanvas() if self.iface is not None else None
+        if canvas is None:
+            return
+        if on and getattr(self, "_old_selection_color", None) is None:
+            self._old_selection_color = QColor(canvas.selectionColor())
+            glow = QColor(self._old_selection_color)
+            glow.setAlpha(min(glow.alpha(), 90))
+            canvas.setSelectionColor(glow)
+        elif not on and getattr(self, "_old_selection_color", None) is not None:
+            canvas.setSelectionColor(self._old_selection_color)
+            self._old_selection_color = None
+
     def shutdown(self) -> None:
         """Close the bundles and drop every connection to QGIS (idempotent)."""
         self.close_all()
+        self._translucent_selection(False)
         if self._project_connected:
             try:
                 self.project.layersWillBeRemoved.disconnect(self._layers_will_be_removed)

@@ -89,8 +89,12 @@ def category_color(i: int) -> QColor:
 
 def _fill(color: QColor) -> QgsFillSymbol:
     rgb = f"{color.red()},{color.green()},{color.blue()}"
-    return QgsFillSymbol.createSimple({"color": f"{rgb},70", "outline_color": f"{rgb},255",
-                                      "outline_width": "0.3"})
+    sym = QgsFillSymbol.createSimple({"color": f"{rgb},70", "outline_color": f"{rgb},255",
+                                     "outline_width": "0.6"})
+    # QGIS draws selected features in the selection colour at the symbol's opacity: below 1
+    # the brushed footprints glow yellow while the imagery under them stays visible.
+    sym.setOpacity(0.6)
+    return sym
 
 
 def graduated_renderer(field_name: str, lo: float = 0.0, hi: float = 1.0,
@@ -126,7 +130,7 @@ def pseudocolor_renderer(layer: QgsRasterLayer, lo: float = 0.0,
                          hi: float = 1.0) -> QgsSingleBandPseudoColorRenderer:
     """Continuous red-yellow-green renderer over [lo, hi] for band 1."""
     ramp = QgsColorRampShader(lo, hi)
-    ramp.setColorRampType(QgsColorRampShader.Interpolated)
+    ramp.setColorRampType(QgsColorRampShader.Type.Interpolated)
     ramp.setColorRampItemList([QgsColorRampShader.ColorRampItem(
         lo + t * (hi - lo), ramp_color(IOU_STOPS, t), f"{lo + t * (hi - lo):.2f}")
         for t, _ in IOU_STOPS])
@@ -254,6 +258,8 @@ def load_bundle_layers(bundle: Bundle, columns: dict[str, np.ndarray] | None = N
             order.append((name, "image", lyr))
     rank = {"confusion": 0, "prediction": 1, "est_iou": 2, "label": 3, "image": 4}
     order.sort(key=lambda t: rank[t[1]])
+    if not project.crs().isValid():
+        project.setCrs(fp.crs())  # as QGIS does for the first layer of an empty project
     root = project.layerTreeRoot()
     group = root.insertGroup(0, out.group_name)
     out.group = group
