@@ -25,13 +25,14 @@ typecheck: setup
 # Core and plugin tests run in separate processes: the plugin tests load QGIS (and its
 # GDAL) exactly as QGIS does, without the worker's rasterio/torch in the same process.
 pytest: setup
-	$(PY) -m pytest tests/core
+	$(PY) -m pytest -p no:qgis tests/core
 	$(PY) -m pytest tests/qgis
 
 test: setup lint typecheck pytest
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -p no:qgis -m "not slow" tests/core
+	$(PY) -m pytest -m "not slow" tests/qgis
 
 demo: setup
 	$(PY) demo/run.py

@@ -16,6 +16,7 @@ installed (falling back to torch CPU if the export fails), else torch CPU.
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 import warnings
@@ -35,8 +36,24 @@ ONNX_OPSET = 17
 CPU_BATCH = 8
 
 
+def default_threads(own: int = 0) -> int:
+    """Intra-op threads for this machine now: its cores minus the current load.
+
+    On a shared machine, OpenMP threads that outnumber the free cores spin and wait on
+    each other (a step can take 3x longer with 2 threads than with 1), so the default
+    leaves the busy cores alone; on an idle machine it is the core count. `own`: threads
+    this process already runs (counted in the load average, not taken from others).
+    """
+    cores = os.cpu_count() or 1
+    try:
+        load = max(0.0, os.getloadavg()[0] - own)
+    except OSError:
+        return cores
+    return max(1, min(cores, round(cores - load + 0.5)))
+
+
 def onnx_available() -> bool:
-    """True when onnxruntime can be imported."""
+    """Return True when onnxruntime can be imported."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
@@ -45,7 +62,7 @@ def onnx_available() -> bool:
 
 
 def resolve_backend(backend: str) -> str:
-    """The concrete back end ("cuda", "cpu" or "onnx") that `backend` means here."""
+    """Return the concrete back end ("cuda", "cpu" or "onnx") `backend` means here."""
     if backend not in BACKENDS:
         raise ConfigurationError(
             f"backend {backend!r} is unknown: expected one of {', '.join(BACKENDS)}")
@@ -77,12 +94,14 @@ class TorchBackend:
         self.net = net.eval()
         self.amp_dtype: torch.dtype | None = None
         if self.device.type == "cuda":
-            self.net = self.net.to(self.device, memory_format=torch.channels_last)
+            # a copy: the caller's model stays on the CPU (exports, other back ends)
+            self.net = copy.deepcopy(self.net).to(self.device).to(
+                memory_format=torch.channels_last)
             self.amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported()
                               else torch.float16)
             torch.backends.cudnn.benchmark = True
-        elif threads:
-            torch.set_num_threads(int(threads))
+        else:
+            torch.set_num_threads(int(threads or default_threads()))
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
         """(probabilities or None, embeddings) for a float32 batch (B, C, S, S)."""
@@ -123,7 +142,7 @@ class OnnxBackend:
 
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = int(threads or torch.get_num_threads())
+        opts.intra_op_num_threads = int(threads or default_threads())
         opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(onnx_path), sess_options=opts,
                                             providers=["CPUExecutionProvider"])
@@ -142,7 +161,7 @@ class OnnxBackend:
         return outs[0], outs[1]
 
     def suggest_batch_size(self, in_channels: int, patch_size: int) -> int:
-        """A batch size that keeps both cores busy without large buffers."""
+        """Return a batch size that keeps the cores busy without large buffers."""
         return CPU_BATCH
 
 
@@ -214,7 +233,7 @@ def onnx_cache_path(model: LoadedModel, patch_size: int, pooling: str,
 
 def cached_onnx(model: LoadedModel, patch_size: int, pooling: str,
                 encoder_only: bool) -> Path:
-    """The cached export for these settings, exporting it on first use."""
+    """Return the cached export for these settings, exporting it on first use."""
     path = onnx_cache_path(model, patch_size, pooling, encoder_only)
     if not path.is_file():
         export_onnx(model, path, patch_size=patch_size, pooling=pooling,

@@ -1,8 +1,10 @@
 """Clusters of patches in the latent space: KMeans sweep vs DBSCAN, chosen by silhouette.
 
-- KMeans for every k in [k_min, k_max] (the source paper swept k and found k = 14);
-  each k is scored by the silhouette coefficient, computed on a random subsample of at
-  most `silhouette_sample` patches (the exact silhouette is O(N^2)).
+- KMeans for every k in [k_min, k_max] (the source paper swept k and found k = 14),
+  fitted on at most `kmeans_fit_samples` patches (a random subsample; every patch is
+  then assigned to its nearest centre); each k is scored by the silhouette coefficient,
+  computed on a random subsample of at most `silhouette_sample` patches (the exact
+  silhouette is O(N^2)).
 - DBSCAN with `eps` read off the k-distance curve (distance of every point to its
   `min_samples`-th neighbour, sorted): the knee is the point farthest from the chord
   between the curve's ends. For N above `max_dbscan_samples`, DBSCAN runs on a random
@@ -59,7 +61,7 @@ class LatentClustering:
 
     def __init__(self, k_min: int = 2, k_max: int = 20, silhouette_sample: int = 3000,
                  dbscan_min_samples: int = 10, max_dbscan_samples: int = 10000,
-                 max_noise_frac: float = 0.5, kmeans_fit_samples: int = 20000,
+                 max_noise_frac: float = 0.5, kmeans_fit_samples: int = 10000,
                  random_state: int = 0) -> None:
         self.k_min = k_min
         self.k_max = k_max

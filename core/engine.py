@@ -18,6 +18,7 @@ the decoder: the uncertainty and prediction columns are NaN and no rasters are w
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,6 +35,9 @@ from .models import POOLINGS, LoadedModel, as_loaded
 from .progress import NULL_PROGRESS, Progress
 from .records import METRIC_COLUMNS, ImageRecord, PatchTable
 from .stitch import StripStitcher, window_bounds
+
+#: GDAL block cache (bytes) set for the process by `analyze_images`.
+GDAL_CACHE_BYTES = 128 * 2**20
 
 
 @dataclass
@@ -95,7 +99,7 @@ def thumbnails(images: np.ndarray, labels: np.ndarray | None, prob: np.ndarray |
 
 
 def _check_bands(pair: Any, model: LoadedModel, bands: Sequence[int] | None) -> None:
-    """A model with more channels than the image has bands: say what to do."""
+    """Refuse a model with more channels than the image has bands, saying what to do."""
     import rasterio
 
     if bands is not None:
@@ -195,15 +199,17 @@ def iter_batches(images: list[_Image], backend: Backend, *, batch_size: int,
 
 def analyze_images(pairs: list[Any], model: LoadedModel | Any, *, patch_size: int = 256,
                    stride: int | None = None, iou_convention: str = "zero",
-                   backend: str = "auto", batch_size: int | None = None,
+                   backend: str | Backend = "auto", batch_size: int | None = None,
                    encoder_only: bool = False, raster_dir: Path | None = None,
                    thumb_size: int = 64, pooling: str = "avg",
                    progress: Progress = NULL_PROGRESS, min_valid: float = 0.5,
-                   threads: int | None = None, readers: int = 2,
+                   threads: int | None = None, readers: int | None = None,
                    bands: Sequence[int] | None = None) -> PatchTable:
     """Analyse image/label pairs with `model`; see the module doc.
 
     `model` is a `LoadedModel`, a model folder / checkpoint path or an smp module.
+    `backend` is "auto", "torch", "cuda", "cpu", "onnx" (see `backends`) or a back end
+    built by `backends.make_backend` for this model, reused across calls.
     `raster_dir` receives <image>_pred.tif and, for labelled images, <image>_confusion.tif
     (not in encoder-only mode). Patches are ordered image by image, row by row.
     """
@@ -222,7 +228,12 @@ def analyze_images(pairs: list[Any], model: LoadedModel | Any, *, patch_size: in
         raise ConfigurationError(
             f"model has {lm.classes} output classes: expected 1 (binary building mask)")
     stride = check_patch_size(patch_size, stride, lm)
-    images = _open_images(pairs, lm, patch_size, stride, min_valid, bands, progress)
+    import rasterio
+
+    # GDAL's block cache defaults to 5% of RAM and fills with every block a run reads
+    # (the validity scan of a 20000 px image alone) and writes; cap it for the process.
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
+        images = _open_images(pairs, lm, patch_size, stride, min_valid, bands, progress)
     try:
         return _analyze(images, lm, patch_size=patch_size, iou_convention=iou_convention,
                         backend=backend, batch_size=batch_size, encoder_only=encoder_only,
@@ -234,12 +245,21 @@ def analyze_images(pairs: list[Any], model: LoadedModel | Any, *, patch_size: in
 
 
 def _analyze(images: list[_Image], lm: LoadedModel, *, patch_size: int, iou_convention: str,
-             backend: str, batch_size: int | None, encoder_only: bool,
+             backend: str | Backend, batch_size: int | None, encoder_only: bool,
              raster_dir: Path | None, thumb_size: int, pooling: str, progress: Progress,
-             threads: int | None, readers: int) -> PatchTable:
-    be = make_backend(lm, backend, patch_size=patch_size, pooling=pooling,
-                      encoder_only=encoder_only, threads=threads, progress=progress)
+             threads: int | None, readers: int | None) -> PatchTable:
+    if isinstance(backend, str):
+        be = make_backend(lm, backend, patch_size=patch_size, pooling=pooling,
+                          encoder_only=encoder_only, threads=threads, progress=progress)
+    else:  # a back end built once by the caller and reused across runs
+        be = backend
+        if be.encoder_only != encoder_only:
+            raise ConfigurationError(
+                f"the given back end is {'encoder-only' if be.encoder_only else 'full'} but "
+                f"encoder_only={encoder_only} was asked; build it with the same setting")
     bs = int(batch_size or be.suggest_batch_size(lm.in_channels, patch_size))
+    if readers is None:  # a GPU eats patches faster than two threads decode them
+        readers = min(8, os.cpu_count() or 2) if be.device.type == "cuda" else 2
     if bs < 1:
         raise ConfigurationError(f"batch size {batch_size}: expected at least 1")
 
@@ -266,9 +286,9 @@ def _analyze(images: list[_Image], lm: LoadedModel, *, patch_size: int, iou_conv
                     for j in [j for j in stitchers if j != res.image_index]:
                         _finish(images[j].record, stitchers.pop(j))
                     st = stitchers[res.image_index] = _stitcher(img, patch_size, raster_dir)
-                for k, w in enumerate(res.windows):
-                    st.add(w, res.prob[k], res.valid[k],
-                           res.labels[k] if res.labels is not None else None)
+                for i, w in enumerate(res.windows):
+                    st.add(w, res.prob[i], res.valid[i],
+                           res.labels[i] if res.labels is not None else None)
             for k in METRIC_COLUMNS:
                 cols[k].append(np.asarray(res.metrics[k], dtype=np.float64))
             for w in res.windows:
@@ -283,8 +303,11 @@ def _analyze(images: list[_Image], lm: LoadedModel, *, patch_size: int, iou_conv
                 fp = window_footprint(img.source.transform, w)
                 footprints.append(_reproject(fp, img, crs0, reprojectors, res.image_index))
             embs.append(np.asarray(res.embeddings, dtype=np.float32))
-            for key, arr in thumbnails(res.images, res.labels, res.prob, res.valid,
-                                       thumb_size).items():
+            batch_thumbs = thumbnails(res.images, res.labels, res.prob, res.valid, thumb_size)
+            # label thumbnails stay aligned with the patches: zeros for unlabelled images
+            batch_thumbs.setdefault("label", np.zeros((len(res.windows), thumb_size,
+                                                       thumb_size), np.uint8))
+            for key, arr in batch_thumbs.items():
                 thumbs.setdefault(key, []).append(arr)
             progress.advance(len(res.windows))
         for j in list(stitchers):
@@ -301,7 +324,7 @@ def _analyze(images: list[_Image], lm: LoadedModel, *, patch_size: int, iou_conv
         columns[k] = np.asarray(loc[k], dtype=np.int64)
     for k in METRIC_COLUMNS:
         columns[k] = np.concatenate(cols[k])
-    thumb_arrays = _merge_thumbs(thumbs, images, n, thumb_size)
+    thumb_arrays = _merge_thumbs(thumbs, images)
     return PatchTable(
         columns=columns, embeddings=np.concatenate(embs).astype(np.float32, copy=False),
         footprints=footprints, crs_wkt=images[0].record.crs_wkt,
@@ -309,24 +332,11 @@ def _analyze(images: list[_Image], lm: LoadedModel, *, patch_size: int, iou_conv
         thumbnails=thumb_arrays)
 
 
-def _merge_thumbs(thumbs: dict[str, list[np.ndarray]], images: list[_Image], n: int,
-                  thumb_size: int) -> dict[str, np.ndarray]:
-    out = {"image": np.concatenate(thumbs["image"])}
-    if "pred" in thumbs:
-        out["pred"] = np.concatenate(thumbs["pred"])
-    if "label" in thumbs:
-        if sum(len(a) for a in thumbs["label"]) == n:
-            out["label"] = np.concatenate(thumbs["label"])
-        else:  # some images unlabelled: zeros there (their label_frac is NaN)
-            lab = np.zeros((n, thumb_size, thumb_size), np.uint8)
-            start = 0
-            it = iter(thumbs["label"])
-            for im in images:
-                cnt = len(im.windows)
-                if im.pair.label is not None:
-                    lab[start:start + cnt] = next(it)
-                start += cnt
-            out["label"] = lab
+def _merge_thumbs(thumbs: dict[str, list[np.ndarray]], images: list[_Image]
+                  ) -> dict[str, np.ndarray]:
+    out = {key: np.concatenate(parts) for key, parts in thumbs.items()}
+    if all(im.pair.label is None for im in images):
+        out.pop("label", None)  # no ground truth anywhere: no label thumbnails
     return out
 
 

@@ -64,3 +64,7 @@ class CancelledError(SegexplainError, RuntimeError):
 
 class WorkerError(SegexplainError, RuntimeError):
     """The worker process (the core command line started by the plugin) failed."""
+
+
+class ClusterError(SegexplainError, ConnectionError):
+    """A Dask cluster that cannot be reached, or whose workers keep failing a tile."""

@@ -32,7 +32,7 @@ from .errors import ConfigurationError, EmptyInputError
 #: Uncertainty features of the ``full`` estimator, in order.
 UNCERTAINTY_FEATURES = ("entropy", "confidence", "uncertain_frac", "pred_frac")
 
-#: name -> (number of latent components, extra per-patch columns)
+#: name -> (largest number of latent components, extra per-patch columns)
 ESTIMATOR_SPECS: dict[str, tuple[int, tuple[str, ...]]] = {
     "mlp2d": (2, ()),
     "full": (20, UNCERTAINTY_FEATURES),
@@ -41,7 +41,8 @@ ESTIMATOR_SPECS: dict[str, tuple[int, tuple[str, ...]]] = {
 
 #: name -> default MLP parameters
 ESTIMATOR_PARAMS: dict[str, dict[str, Any]] = {
-    "mlp2d": {"hidden_layer_sizes": (32, 32), "alpha": 1e-3},
+    # a smooth function of two inputs: 5,000 patches pin it down
+    "mlp2d": {"hidden_layer_sizes": (32, 32), "alpha": 1e-3, "max_train_samples": 5000},
     "full": {"hidden_layer_sizes": (64, 32), "alpha": 1e-2},
     "latent": {"hidden_layer_sizes": (64, 32), "alpha": 1e-2},
 }
@@ -91,13 +92,16 @@ class MLPIoUEstimator:
     the rows used for one fit (a random subsample), which bounds time and memory for
     large N: 10,000 patches pin down a regressor with a few thousand weights.
 
-    Fitted attributes: `weights_`, `biases_` (lists of arrays), `scaler_mean_`,
+    A NaN feature (e.g. the mean confidence of a patch where nothing is predicted) is
+    replaced by `fill_`, the feature's median over the training rows.
+
+    Fitted attributes: `weights_`, `biases_` (lists of arrays), `fill_`, `scaler_mean_`,
     `scaler_scale_`, `n_features_in_`, `n_iter_`.
     """
 
     def __init__(self, hidden_layer_sizes: tuple[int, ...] = (64, 32), alpha: float = 1e-3,
                  learning_rate_init: float = 3e-3, batch_size: int | None = None,
-                 max_iter: int = 80, early_stopping: bool = True,
+                 max_iter: int = 60, early_stopping: bool = True,
                  max_train_samples: int | None = 10000, random_state: int = 0) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.alpha = alpha
@@ -117,11 +121,13 @@ class MLPIoUEstimator:
 
         x = np.asarray(x, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
+        fill = np.array([np.nanmedian(c) if np.isfinite(c).any() else np.nan for c in x.T])
+        x = np.where(np.isnan(x), fill, x)
         ok = np.isfinite(y) & np.isfinite(x).all(axis=1)
         x, y = x[ok], y[ok]
-        if x.shape[0] < 10:
+        if x.shape[0] < 5:
             raise EmptyInputError(f"{x.shape[0]} patches with a defined IoU: an estimator "
-                                  "needs at least 10; analyse more labelled imagery")
+                                  "needs at least 5; analyse more labelled imagery")
         rng = np.random.default_rng(self.random_state)
         if self.max_train_samples and x.shape[0] > self.max_train_samples:
             idx = np.sort(rng.choice(x.shape[0], self.max_train_samples, replace=False))
@@ -135,13 +141,14 @@ class MLPIoUEstimator:
                            alpha=self.alpha, learning_rate_init=self.learning_rate_init,
                            batch_size=min(batch, x.shape[0]),
                            max_iter=self.max_iter, early_stopping=early,
-                           validation_fraction=0.1, n_iter_no_change=8,
+                           validation_fraction=0.1, n_iter_no_change=6,
                            random_state=self.random_state)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             mlp.fit((x - mean) / scale, y)
         self.weights_ = [w.astype(np.float32) for w in mlp.coefs_]
         self.biases_ = [b.astype(np.float32) for b in mlp.intercepts_]
+        self.fill_ = fill.astype(np.float32)
         self.scaler_mean_ = mean.astype(np.float32)
         self.scaler_scale_ = scale.astype(np.float32)
         self.n_features_in_ = x.shape[1]
@@ -155,20 +162,20 @@ class MLPIoUEstimator:
         if x.ndim != 2 or x.shape[1] != self.n_features_in_:
             raise ConfigurationError(f"features of shape {x.shape}: expected "
                                      f"(N, {self.n_features_in_})")
+        x = np.where(np.isnan(x), self.fill_.astype(np.float64), x)
         z = (x - self.scaler_mean_.astype(np.float64)) / self.scaler_scale_.astype(np.float64)
         return mlp_forward(z, self.weights_, self.biases_)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Estimated IoU (N,) float32 in [0, 1]; NaN where a feature is NaN."""
-        out = np.clip(self.predict_raw(x), 0.0, 1.0).astype(np.float32)
-        out[~np.isfinite(np.asarray(x, np.float64)).all(axis=1)] = np.nan
-        return out
+        """Estimated IoU (N,) float32 in [0, 1] (NaN only where a feature had no fill)."""
+        return np.clip(self.predict_raw(x), 0.0, 1.0).astype(np.float32)
 
     # -- plain arrays ---------------------------------------------------------
     def to_arrays(self, name: str) -> dict[str, np.ndarray]:
-        """Fitted state as named arrays: NAME_W{i}, NAME_b{i}, NAME_scaler_mean/scale."""
+        """Fitted state as named arrays: NAME_W{i}, NAME_b{i}, NAME_fill, NAME_scaler_*."""
         arrays = {f"{name}_W{i}": w for i, w in enumerate(self.weights_)}
         arrays.update({f"{name}_b{i}": b for i, b in enumerate(self.biases_)})
+        arrays[f"{name}_fill"] = self.fill_
         arrays[f"{name}_scaler_mean"] = self.scaler_mean_
         arrays[f"{name}_scaler_scale"] = self.scaler_scale_
         return arrays
@@ -184,6 +191,8 @@ class MLPIoUEstimator:
         est.weights_ = [np.asarray(arrays[f"{name}_W{i}"], np.float32) for i in range(n_layers)]
         est.biases_ = [np.asarray(arrays[f"{name}_b{i}"], np.float32) for i in range(n_layers)]
         est.scaler_mean_ = np.asarray(arrays[f"{name}_scaler_mean"], np.float32)
+        est.fill_ = np.asarray(arrays.get(f"{name}_fill", np.full_like(est.scaler_mean_, np.nan)),
+                               np.float32)
         est.scaler_scale_ = np.asarray(arrays[f"{name}_scaler_scale"], np.float32)
         est.n_features_in_ = int(est.weights_[0].shape[0])
         est.n_iter_ = 0
@@ -232,11 +241,10 @@ def cross_validate(params: Mapping[str, Any], x: np.ndarray, y: np.ndarray,
     from sklearn.model_selection import GroupKFold, KFold
 
     y = np.asarray(y, np.float64)
-    ok = np.isfinite(y) & np.isfinite(x).all(axis=1)
-    rows = np.flatnonzero(ok)
-    if rows.size < 20:
+    rows = np.flatnonzero(np.isfinite(y))
+    if rows.size < 10:
         raise EmptyInputError(f"{rows.size} patches with a defined IoU: cross-validation "
-                              "needs at least 20; analyse more labelled imagery")
+                              "needs at least 10; analyse more labelled imagery")
     g = np.asarray(groups)[rows]
     n_groups = len(np.unique(g))
     splits: Any

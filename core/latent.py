@@ -2,15 +2,25 @@
 
 `LatentPCA` is an exact PCA whose memory does not grow with the number of patches: it
 streams the embeddings in chunks, accumulating the (D,) sum and the (D, D) scatter
-matrix in float64 around a shift (the first chunk's mean, which keeps the sums well
-conditioned), then takes the eigenvectors of the covariance. For 70,000 x 512 float32
-embeddings that is one pass and a 512 x 512 eigenproblem: a 2 MiB working set on top of
-the input, whatever N is. Results match scikit-learn's `PCA` (full SVD) up to the sign
-of each component, which is fixed here so that the largest loading of each component is
-positive (deterministic across runs and machines).
+matrix (float32 products per chunk, float64 sums) around a shift (the first chunk's
+mean, which keeps the sums well conditioned), then takes the eigenvectors of the
+covariance. For 70,000 x 512 embeddings that is one pass and a 512 x 512 eigenproblem,
+with a working set of one chunk (8192 rows) and the 2 MiB scatter matrix whatever N
+is. Results match scikit-learn's `PCA` (full SVD) up to the sign of each component,
+which is fixed here so that the largest loading of each component is positive
+(deterministic across runs and machines).
 
-`transform` is numpy alone (`(X - mean_) @ components_.T`), so a bundle's stored
-`pca_mean.npy` and `pca_components.npy` place new patches in the same space anywhere.
+By default each embedding is first scaled to unit length (`normalize="l2"`): the pooled
+bottleneck vectors are non-negative ReLU averages whose length follows image brightness
+and contrast, and on the sample data that length alone took 84 % of the variance (pc1),
+hiding what the patch shows. On unit vectors Euclidean distance is cosine distance and
+pc1 / pc2 spread scene types. Measured on the sample data with the same model: the
+held-out region's novelty AUROC (whitened 50-D space, see `whiten`) is 0.96 on unit
+vectors against 0.84 on raw ones (0.67 without whitening).
+
+`transform` is numpy alone (`(normalize(X) - mean_) @ components_.T`), so a bundle's
+stored `pca_mean.npy` and `pca_components.npy` place new patches in the same space
+anywhere.
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ class LatentPCA:
     n_components:
         Components kept for distances (novelty, clustering, estimators); at most
         min(N, D). Components 0 and 1 are the latent plane (pc1, pc2).
+    normalize:
+        "l2" (default): scale every embedding to unit length first; "none": raw vectors.
     chunk_rows:
         Rows processed at a time; bounds the working memory.
 
@@ -38,8 +50,10 @@ class LatentPCA:
     `explained_variance_ratio_` (K,), `n_samples_`, `n_features_in_`.
     """
 
-    def __init__(self, n_components: int = 50, chunk_rows: int = CHUNK_ROWS) -> None:
+    def __init__(self, n_components: int = 50, normalize: str = "l2",
+                 chunk_rows: int = CHUNK_ROWS) -> None:
         self.n_components = n_components
+        self.normalize = normalize
         self.chunk_rows = chunk_rows
 
     def fit(self, x: np.ndarray) -> LatentPCA:
@@ -52,14 +66,16 @@ class LatentPCA:
         if self.n_components < 2:
             raise ConfigurationError(f"n_components={self.n_components}: expected >= 2 "
                                      "(the latent plane needs two)")
+        _check_normalize(self.normalize)
         step = max(1, int(self.chunk_rows))
-        shift = np.asarray(x[: min(n, step)], dtype=np.float64).mean(axis=0)
+        shift = normalize_rows(x[: min(n, step)], self.normalize).mean(axis=0)
         total = np.zeros(d, dtype=np.float64)
         scatter = np.zeros((d, d), dtype=np.float64)
         for start in range(0, n, step):
-            c = np.asarray(x[start:start + step], dtype=np.float64) - shift
+            c = normalize_rows(x[start:start + step], self.normalize) - shift
             total += c.sum(axis=0)
-            scatter += c.T @ c
+            c32 = c.astype(np.float32)  # float32 products per chunk, float64 sums across
+            scatter += c32.T @ c32
         mean_c = total / n
         cov = (scatter - n * np.outer(mean_c, mean_c)) / (n - 1)
         cov = (cov + cov.T) / 2.0
@@ -84,7 +100,7 @@ class LatentPCA:
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """Coordinates (N, K) float32 of embeddings `x` (N, D) in the fitted space."""
-        return project(x, self.mean_, self.components_, self.chunk_rows)
+        return project(x, self.mean_, self.components_, self.normalize, self.chunk_rows)
 
     def fit_transform(self, x: np.ndarray) -> np.ndarray:
         """`fit(x)` then `transform(x)`."""
@@ -92,13 +108,14 @@ class LatentPCA:
 
     @classmethod
     def from_arrays(cls, mean: np.ndarray, components: np.ndarray,
-                    explained_variance_ratio: np.ndarray | None = None) -> LatentPCA:
+                    explained_variance_ratio: np.ndarray | None = None,
+                    normalize: str = "l2") -> LatentPCA:
         """Rebuild a fitted PCA from stored arrays (a bundle's `pca_*.npy`)."""
         if components.ndim != 2 or mean.shape != (components.shape[1],):
             raise ConfigurationError(
                 f"PCA arrays of shapes mean {mean.shape}, components {components.shape}: "
                 "expected (D,) and (K, D); the bundle is damaged, run the analysis again")
-        pca = cls(n_components=components.shape[0])
+        pca = cls(n_components=components.shape[0], normalize=_check_normalize(normalize))
         pca.mean_ = np.asarray(mean, dtype=np.float32)
         pca.components_ = np.asarray(components, dtype=np.float32)
         k = components.shape[0]
@@ -110,7 +127,34 @@ class LatentPCA:
         return pca
 
 
-def project(x: np.ndarray, mean: np.ndarray, components: np.ndarray,
+def _check_normalize(normalize: str) -> str:
+    if normalize not in ("l2", "none"):
+        raise ConfigurationError(f"normalize {normalize!r}: expected 'l2' or 'none'")
+    return normalize
+
+
+def normalize_rows(x: np.ndarray, normalize: str = "l2") -> np.ndarray:
+    """Rows of `x` as float64, scaled to unit length for "l2" (zero rows stay zero)."""
+    a = np.asarray(x, dtype=np.float64)
+    if normalize == "l2":
+        norms = np.linalg.norm(a, axis=1, keepdims=True)
+        a = a / np.where(norms > 0, norms, 1.0)
+    return a
+
+
+def whiten(latent: np.ndarray, explained_variance_ratio: np.ndarray,
+           min_ratio: float = 1e-6) -> np.ndarray:
+    """PCA coordinates divided by each component's standard deviation (up to a constant).
+
+    Components explaining less than `min_ratio` of the variance are dropped (their scale
+    is noise). Distances in this space are Mahalanobis distances within the PCA subspace.
+    """
+    evr = np.asarray(explained_variance_ratio, dtype=np.float64)[: latent.shape[1]]
+    keep = int(np.count_nonzero(evr > min_ratio))
+    return (latent[:, :keep] / np.sqrt(evr[:keep])).astype(np.float32)
+
+
+def project(x: np.ndarray, mean: np.ndarray, components: np.ndarray, normalize: str = "l2",
             chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
     """Coordinates of embeddings `x` (N, D) on stored components (K, D), numpy only."""
     if x.ndim != 2 or x.shape[1] != components.shape[1]:
@@ -122,7 +166,8 @@ def project(x: np.ndarray, mean: np.ndarray, components: np.ndarray,
     ct = components.astype(np.float32).T
     step = max(1, int(chunk_rows))
     for start in range(0, x.shape[0], step):
-        out[start:start + step] = (np.asarray(x[start:start + step], np.float32) - m) @ ct
+        rows = normalize_rows(x[start:start + step], normalize).astype(np.float32)
+        out[start:start + step] = (rows - m) @ ct
     return out
 
 

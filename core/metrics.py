@@ -44,7 +44,7 @@ def _batch(a: np.ndarray) -> np.ndarray:
 
 def confusion_counts(pred: np.ndarray, label: np.ndarray,
                      valid: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Counts of tp, fp, fn, tn per patch (int64 arrays of length B) over valid pixels."""
+    """Count tp, fp, fn, tn per patch (int64 arrays of length B) over valid pixels."""
     p = _batch(np.asarray(pred)).astype(bool, copy=False)
     t = _batch(np.asarray(label)).astype(bool, copy=False)
     v = np.ones_like(p) if valid is None else _batch(np.asarray(valid)).astype(bool, copy=False)
@@ -86,8 +86,10 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def uncertainty(prob: np.ndarray, valid: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Mean binary entropy (bits, 0..1), mean confidence inside predicted buildings, share
-    of uncertain pixels (0.25 < p < 0.75); all over valid pixels, float64 arrays of length B.
+    """Uncertainty features per patch, over valid pixels (float64 arrays of length B).
+
+    Mean binary entropy (bits, 0..1), mean confidence inside predicted buildings, share
+    of uncertain pixels (0.25 < p < 0.75).
 
     The confidence of a predicted pixel is its probability p (>= THRESHOLD), so the mean
     lies in [0.5, 1]; NaN where nothing is predicted.

@@ -56,7 +56,8 @@ class LoadedModel:
     @property
     def embedding_channels(self) -> int:
         """Channels of the deepest encoder stage (embedding size with avg pooling)."""
-        return int(self.module.encoder.out_channels[-1])
+        encoder: Any = self.module.encoder
+        return int(encoder.out_channels[-1])
 
     def info(self) -> dict[str, Any]:
         """JSON-able description for bundles and logs."""
@@ -67,7 +68,7 @@ class LoadedModel:
 
 def build_model(arch: str = "unet", encoder: str = "resnet34", in_channels: int = 3,
                 classes: int = 1, **kwargs: Any) -> nn.Module:
-    """A freshly initialised smp model (never downloads weights)."""
+    """Build a freshly initialised smp model (never downloads weights)."""
     import segmentation_models_pytorch as smp
 
     kwargs.pop("encoder_weights", None)
@@ -101,7 +102,7 @@ def file_sha256(path: Path) -> str:
 
 
 def _unwrap_checkpoint(obj: Any, path: Path) -> dict[str, torch.Tensor]:
-    """The tensor dict inside a checkpoint (plain, {'state_dict': ..}, {'model': ..})."""
+    """Return the tensor dict of a checkpoint (plain, {'state_dict': ..}, {'model': ..})."""
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -222,7 +223,8 @@ def save_model(model: LoadedModel, out_dir: str | Path) -> Path:
     """Write `model` as an smp save_pretrained folder; returns the folder."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.module.save_pretrained(str(out))
+    module: Any = model.module
+    module.save_pretrained(str(out))
     model.path = out
     model.sha256 = file_sha256(out / WEIGHTS_FILE)
     return out
@@ -253,6 +255,15 @@ def _first_conv_channels(module: nn.Module) -> int:
     return 3
 
 
+def _part(model: nn.Module, name: str) -> nn.Module:
+    part = getattr(model, name, None)
+    if not isinstance(part, nn.Module):
+        raise ConfigurationError(
+            f"model {type(model).__name__} has no {name} module: expected a "
+            "segmentation-models-pytorch model (encoder, decoder, segmentation_head)")
+    return part
+
+
 def pool(features: torch.Tensor, pooling: str) -> torch.Tensor:
     """Global pooling of (B, C, h, w) into (B, C) ("avg", "max") or (B, 2C) ("avgmax")."""
     if pooling == "avg":
@@ -270,9 +281,9 @@ class ExplainNet(nn.Module):
     def __init__(self, model: nn.Module, pooling: str = "avg") -> None:
         super().__init__()
         pool(torch.zeros(1, 1, 1, 1), pooling)  # validates the name
-        self.encoder = model.encoder
-        self.decoder = model.decoder
-        self.segmentation_head = model.segmentation_head
+        self.encoder: nn.Module = _part(model, "encoder")
+        self.decoder: nn.Module = _part(model, "decoder")
+        self.segmentation_head: nn.Module = _part(model, "segmentation_head")
         self.pooling = pooling
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -289,7 +300,7 @@ class EncoderNet(nn.Module):
     def __init__(self, model: nn.Module, pooling: str = "avg") -> None:
         super().__init__()
         pool(torch.zeros(1, 1, 1, 1), pooling)
-        self.encoder = model.encoder
+        self.encoder: nn.Module = _part(model, "encoder")
         self.pooling = pooling
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -44,6 +44,13 @@ def knn_distance(query: np.ndarray, reference: np.ndarray, k: int,
     if r.shape[0] == 0:
         raise EmptyInputError("no reference patches to measure novelty against")
     kk = int(min(k, r.shape[0]))
+    qg = rg = None
+    if query_groups is not None and reference_groups is not None:
+        # integer codes: comparing ints per distance-matrix cell is far cheaper than strings
+        _, codes = np.unique(np.concatenate([np.asarray(query_groups).astype(str),
+                                             np.asarray(reference_groups).astype(str)]),
+                             return_inverse=True)
+        qg, rg = codes[:q.shape[0]], codes[q.shape[0]:]
     r2 = (r.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
     step = max(1, int(chunk_elems) // max(1, r.shape[0]))
     out = np.empty(q.shape[0], dtype=np.float64)
@@ -52,8 +59,8 @@ def knn_distance(query: np.ndarray, reference: np.ndarray, k: int,
         d2 = (qc.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)[:, None] + r2[None, :]
         d2 -= 2.0 * (qc @ r.T)
         np.maximum(d2, 0.0, out=d2)
-        if query_groups is not None and reference_groups is not None:
-            d2[query_groups[s:s + step, None] == reference_groups[None, :]] = np.inf
+        if qg is not None and rg is not None:
+            d2[qg[s:s + step, None] == rg[None, :]] = np.inf
         if exclude_self is not None:
             rows = np.arange(qc.shape[0])
             cols = exclude_self[s:s + step]

@@ -10,7 +10,8 @@ size) and written with a windowed writer, strip by strip:
   down. The accumulator covers only `patch_size` rows of the image's full width, so
   memory is about 8 bytes x width x patch_size whatever the raster's height (41 MB for
   a 20000 px wide image at 256 px patches); the rasters themselves stream to disk
-  (tiled, deflate-compressed GeoTIFF).
+  (tiled, deflate-compressed GeoTIFF). The engine caps GDAL's block cache during a run
+  (`engine.GDAL_CACHE_BYTES`), so written and read blocks do not pile up in memory.
 
 Raster values: prediction 0/1 (255 nodata), confusion 0 TN, 1 TP, 2 FP, 3 FN
 (255 nodata: outside every patch, or invalid pixels). Counts of tn/tp/fp/fn over the

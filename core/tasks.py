@@ -18,6 +18,7 @@ GeoJSON (RFC 7946: WGS 84 longitude / latitude).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,7 @@ def export_tasks(bundle: str | Path, out: str | Path, fmt: str = "gpkg", *,
         except OSError as exc:
             raise UnreadableFileError(f"{out}: cannot replace it ({exc}); choose another "
                                       "--out") from exc
-    tmp = out.with_name(f".{out.name}.partial")
+    tmp = out.with_name(f".{out.stem}.partial-{os.getpid()}{out.suffix}")
     tmp.unlink(missing_ok=True)
     driver = "GPKG" if fmt == "gpkg" else "GeoJSON"
     options = ["RFC7946=YES"] if fmt == "geojson" else []

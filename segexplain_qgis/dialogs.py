@@ -35,6 +35,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
+from ..core.bundle_reader import read_manifest
 from ..core.errors import InputError, SegexplainError
 from . import inputs, settings
 from .worker import CoreTask
@@ -52,6 +53,11 @@ def _filter(name: str) -> Any:
     if holder is not None and hasattr(holder, name):
         return getattr(holder, name)
     return getattr(QgsMapLayerProxyModel.Filter, name, getattr(QgsMapLayerProxyModel, name))
+
+
+def _existing(path: str) -> str:
+    """Return a remembered path when it still exists, else ''."""
+    return path if path and Path(path).exists() else ""
 
 
 def _file_widget(mode: Any, filt: str = "", title: str = "") -> QgsFileWidget:
@@ -182,7 +188,7 @@ class ModelInput(QGroupBox):
         form.addRow("Architecture", self.arch)
         form.addRow("Encoder", self.encoder)
         self.kind.currentIndexChanged.connect(self._kind_changed)
-        self.folder.setFilePath(settings.value("model_folder", ""))
+        self.folder.setFilePath(_existing(settings.value("model_folder", "")))
         self._kind_changed()
 
     def _kind_changed(self, *_args: Any) -> None:
@@ -218,7 +224,7 @@ class RunDialog(QDialog):
         self.body = QVBoxLayout()
         self.out_folder = _file_widget(QgsFileWidget.StorageMode.GetDirectory,
                                        title="Folder for the bundle")
-        self.out_folder.setFilePath(settings.value("out_folder", ""))
+        self.out_folder.setFilePath(_existing(settings.value("out_folder", "")))
         self.out_name = QLineEdit()
         self.out_name.setPlaceholderText("name.segx")
         out = QGroupBox("Output bundle")
@@ -419,8 +425,9 @@ class EstimateDialog(RunDialog):
         self.labels = LabelsInput(optional=True)
         self.reference = _file_widget(QgsFileWidget.StorageMode.GetDirectory,
                                       title="Reference analysis bundle (.segx)")
-        self.reference.setFilePath(settings.value("reference", ""))
         self.model = ModelInput()
+        self.reference.fileChanged.connect(self._reference_changed)
+        self.reference.setFilePath(_existing(settings.value("reference", "")))
         self.encoder_only = QCheckBox("Encoder only (faster; no prediction, latent-only estimate)")
         self.backend = QComboBox()
         for key, text in BACKENDS:
@@ -437,6 +444,20 @@ class EstimateDialog(RunDialog):
         ol.addWidget(self.backend)
         for w in (self.imagery, self.labels, ref, self.model, opts):
             self.body.addWidget(w)
+
+    def _reference_changed(self, path: str) -> None:
+        """Pre-fill the model with the one the reference bundle was made with."""
+        try:
+            manifest = read_manifest(path)
+        except (SegexplainError, OSError):
+            return
+        model = Path(str((manifest.get("model") or {}).get("path") or ""))
+        if model.is_dir():
+            self.model.kind.setCurrentIndex(0)
+            self.model.folder.setFilePath(str(model))
+        elif model.is_file():
+            self.model.kind.setCurrentIndex(2 if model.suffix.lower() == ".onnx" else 1)
+            self.model.file.setFilePath(str(model))
 
     def command_args(self, staging: Callable[[], Path]) -> list[str]:
         images, folder = self.imagery.spec()

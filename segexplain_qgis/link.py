@@ -48,7 +48,7 @@ def fid_mapping_from_layer(layer: QgsVectorLayer, n: int) -> np.ndarray:
     if idx < 0:
         raise BundleError(f"layer {layer.name()!r} has no field 'patch_id'; expected a "
                           "segexplain patches layer")
-    req = QgsFeatureRequest().setFlags(QgsFeatureRequest.NoGeometry)
+    req = QgsFeatureRequest().setFlags(QgsFeatureRequest.Flag.NoGeometry)
     req.setSubsetOfAttributes([idx])
     fids = np.full(n, -1, dtype=np.int64)
     for f in layer.getFeatures(req):

@@ -37,6 +37,6 @@ _qt = importlib.import_module(f"{pg.__name__}.Qt")
 QtCore = _qt.QtCore
 QtGui = _qt.QtGui
 QtWidgets = _qt.QtWidgets
-VENDORED = Path(pg.__file__).resolve().parent.parent == EXT.resolve()
+VENDORED = Path(pg.__file__ or "").resolve().parent.parent == EXT.resolve()
 
 __all__ = ["pg", "QtCore", "QtGui", "QtWidgets", "VENDORED", "load"]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any
 
 from qgis.gui import QgsCustomDropHandler
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
-from qgis.PyQt.QtWidgets import QAction, QFileDialog
+from qgis.PyQt.QtWidgets import QAction, QFileDialog, QToolBar
 
 from ..core.bundle_reader import GPKG, MANIFEST
 from .dock import ExplorerDock
@@ -65,12 +66,12 @@ class SegexplainPlugin:
     def __init__(self, iface) -> None:
         self.iface = iface
         self.actions: list[QAction] = []
-        self.toolbar = None
+        self.toolbar: QToolBar | None = None
         self.dock: ExplorerDock | None = None
         self.drop_handler: BundleDropHandler | None = None
         self.open_action: QAction | None = None
         self.dock_action: QAction | None = None
-        self.runs = None  # runs: Analyze… / Estimate… / Settings… and Processing (dialogs.py)
+        self.runs: Any = None  # runs: Analyze… / Estimate… / Settings… and Processing (dialogs.py)
 
     # -- QGIS hooks ------------------------------------------------------------------
     def initGui(self) -> None:

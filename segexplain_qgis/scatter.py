@@ -11,10 +11,17 @@ item (a dark halo under the selected points): a brush never re-styles the base p
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .pg import QtCore, QtGui, QtWidgets, pg
+
+if TYPE_CHECKING:  # types only; at run time pyqtgraph comes through .pg
+    from pyqtgraph import ColorMap
+
+_GraphicsObject: Any = pg.GraphicsObject
+_ViewBox: Any = pg.ViewBox
 
 #: Continuous palette (red-yellow-green) sampled into this many shared brushes.
 N_BINS = 32
@@ -31,7 +38,7 @@ HEATMAP_STOPS = [(0.0, (250, 250, 250)), (0.5, (158, 202, 225)), (1.0, (33, 113,
 
 
 def colormap(stops: list[tuple[float, tuple[int, int, int]]],
-             reverse: bool = False) -> pg.ColorMap:
+             reverse: bool = False) -> ColorMap:
     """Make a pyqtgraph colour map from (position, rgb) stops."""
     pos = np.array([s for s, _ in stops])
     rgb = np.array([c for _, c in stops], dtype=np.ubyte)
@@ -51,7 +58,7 @@ def bin_index(values: np.ndarray, lo: float, hi: float, n_bins: int = N_BINS) ->
     return idx
 
 
-def continuous_palette(cmap: pg.ColorMap, n_bins: int = N_BINS) -> list[QtGui.QColor]:
+def continuous_palette(cmap: ColorMap, n_bins: int = N_BINS) -> list[QtGui.QColor]:
     """`n_bins` colours along the colour map plus grey (index n_bins) for missing values."""
     cols = cmap.map((np.arange(n_bins) + 0.5) / n_bins, mode="qcolor")
     return list(cols) + [QtGui.QColor(*MISSING_RGB)]
@@ -63,7 +70,28 @@ def category_color(i: int) -> QtGui.QColor:
     return QtGui.QColor(*rgb)
 
 
-class PointCloudItem(pg.GraphicsObject):
+def robust_range(v: np.ndarray, q: float = 1.0,
+                 spread: float = 3.0) -> tuple[float, float] | None:
+    """Return the range to show (None without finite values).
+
+    The full range, or the central (q, 100 - q) percentiles when a few outliers stretch
+    the full range more than `spread` times.
+    """
+    v = np.asarray(v, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return None
+    lo, hi = float(v.min()), float(v.max())
+    if v.size >= 20:
+        a, b = (float(t) for t in np.percentile(v, [q, 100 - q]))
+        if b > a and hi - lo > spread * (b - a):
+            return a, b
+    if hi == lo:
+        return lo - 0.5, hi + 0.5
+    return lo, hi
+
+
+class PointCloudItem(_GraphicsObject):
     """Many round (or square) dots, coloured by palette code, drawn per colour in C++.
 
     `setData(x, y, codes, palette)`: codes index `palette` (a list of QColors); points
@@ -169,7 +197,7 @@ class PointCloudItem(pg.GraphicsObject):
             painter.drawPoints(poly)
 
 
-class BrushViewBox(pg.ViewBox):
+class BrushViewBox(_ViewBox):
     """A ViewBox whose left-drag draws a rectangle or lasso brush instead of panning.
 
     Emits `sigBrush(kind, points, mode)`: kind "rect" (2 corners) or "lasso"
@@ -255,7 +283,7 @@ class LatentScatter(QtWidgets.QWidget):
         self.overlays: dict[str, PointCloudItem] = {}
         self._spare: list[PointCloudItem] = []
         # selected points: a dark halo drawn just under the points
-        self.highlight = PointCloudItem(diameter_px=11.0)
+        self.highlight = PointCloudItem(diameter_px=10.0)
         self.highlight.setZValue(-1)
         self.plot.addItem(self.highlight, ignoreBounds=True)
         self.point_bar = pg.ColorBarItem(values=(0, 1), colorMap=colormap(RDYLGN),
@@ -285,10 +313,17 @@ class LatentScatter(QtWidgets.QWidget):
 
     def set_points(self, x: np.ndarray, y: np.ndarray, codes: np.ndarray,
                    palette: list[QtGui.QColor]) -> None:
-        """All base points at once, coloured by palette code."""
+        """All base points at once, coloured by palette code; the view fits their bulk."""
         self.base.setData(x, y, codes, palette)
-        if (np.isfinite(x) & np.isfinite(y)).any():
+        self.fit_view()
+
+    def fit_view(self) -> None:
+        """Show the bulk of the base points (a few far outliers may fall outside)."""
+        xr, yr = robust_range(self.base.x), robust_range(self.base.y)
+        if xr is None or yr is None:
             self.plot.enableAutoRange()
+            return
+        self.plot.setRange(xRange=xr, yRange=yr, padding=0.05)
 
     def set_colors(self, codes: np.ndarray, palette: list[QtGui.QColor]) -> None:
         """Re-colour the base points (same order as `set_points`)."""
@@ -323,7 +358,7 @@ class LatentScatter(QtWidgets.QWidget):
         self.highlight.setData(x, y)
 
     def set_continuous_scale(self, label: str, lo: float, hi: float,
-                             cmap: pg.ColorMap) -> None:
+                             cmap: ColorMap) -> None:
         """Show the colour bar of a continuous colouring."""
         self.legend.hide()
         self.point_bar.setColorMap(cmap)

@@ -19,18 +19,26 @@ from .dock import ExplorerDock
 def select_low_iou(dock: ExplorerDock, fraction: float = 0.15) -> int:
     """Select the lowest-scoring `fraction` of the base bundle's patches; zoom to them.
 
-    An existing selection is kept. Returns the number of patches selected.
+    An existing selection is kept. The map shows the image holding most of the
+    selected patches. Returns the number of patches selected.
     """
     s = dock.base
     if s is None:
         return 0
     if not s.selected.any():
-        score = np.asarray(s.columns[s.score_column], float)
-        ok = np.isfinite(score)
-        if ok.any():
-            cut = np.quantile(score[ok], fraction)
-            dock.select_mask(s, ok & (score <= cut))
-    dock.zoom_to_selection()
+        score = np.asarray(s.columns.get(s.score_column, np.full(s.n, np.nan)), float)
+        ok = np.flatnonzero(np.isfinite(score))
+        if ok.size:
+            k = max(1, round(fraction * ok.size))
+            mask = np.zeros(s.n, dtype=bool)
+            mask[ok[np.argsort(score[ok], kind="stable")[:k]]] = True
+            dock.select_mask(s, mask)
+    ids = np.flatnonzero(s.selected)
+    if ids.size:
+        images = np.asarray(s.columns["image"], dtype=object)[ids]
+        names, counts = np.unique(images.astype(str), return_counts=True)
+        top = names[int(np.argmax(counts))]
+        dock.zoom_to_patches(s.key, np.flatnonzero(s.columns["image"] == top).tolist())
     return int(s.selected.sum())
 
 
@@ -55,6 +63,10 @@ def save_screenshot(path: str | Path, dock: ExplorerDock, *, iface=None,
     path.parent.mkdir(parents=True, exist_ok=True)
     if canvas is None and iface is not None:
         canvas = iface.mapCanvas()
+    if main_window is None and canvas is not None and dock.base is not None \
+            and dock.base.layers is not None:
+        # a bare canvas does not follow the project CRS as QGIS's own canvas does
+        canvas.setDestinationCrs(dock.base.layers.footprints.crs())
     if select:
         select_low_iou(dock)
     if main_window is not None:

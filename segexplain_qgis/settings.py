@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from qgis.core import QgsApplication, QgsSettings
+from qgis.PyQt.QtGui import QFontDatabase
 from qgis.PyQt.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -144,6 +145,7 @@ class SettingsDialog(QDialog):
         self.output = QPlainTextEdit()
         self.output.setReadOnly(True)
         self.output.setMinimumSize(560, 260)
+        self.output.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.output.setPlaceholderText(
             "Check environment runs PY -m segexplain.core.cli check-env --json in the chosen "
             "Python and shows what it can run and what to install.")

@@ -25,15 +25,15 @@ def one_line(exc: BaseException) -> str:
 def show_error(iface: Any, exc: BaseException) -> None:
     """Message bar (critical) plus the full message in the log panel."""
     msg = one_line(exc)
-    QgsMessageLog.logMessage(msg, TITLE, Qgis.Critical)
+    QgsMessageLog.logMessage(msg, TITLE, Qgis.MessageLevel.Critical)
     if iface is not None:
-        iface.messageBar().pushMessage(TITLE, msg, level=Qgis.Critical, duration=10)
+        iface.messageBar().pushMessage(TITLE, msg, level=Qgis.MessageLevel.Critical, duration=10)
 
 
 def show_info(iface: Any, text: str) -> None:
     """Show a short informational message."""
     if iface is not None:
-        iface.messageBar().pushMessage(TITLE, text, level=Qgis.Info, duration=5)
+        iface.messageBar().pushMessage(TITLE, text, level=Qgis.MessageLevel.Info, duration=5)
 
 
 def guarded(method: F) -> F:

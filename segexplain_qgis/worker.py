@@ -317,8 +317,22 @@ class WorkerRun:
                 pass
         for t in self._threads:
             t.join(timeout=2)
+        self._drain()
         if self.out is not None and proc is not None:
             cleanup_partials(self.out, [proc.pid])
+
+    def _drain(self) -> None:
+        """Keep the output that arrived after the last event was read (for the log)."""
+        while True:
+            try:
+                name, line = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if line is None:
+                continue
+            self.output.append(line.rstrip("\r\n"))
+            if name == "err":
+                self.stderr_tail.append(line.rstrip("\r\n"))
 
     def _signal(self, sig: int) -> None:
         assert self.proc is not None
@@ -362,9 +376,11 @@ class CoreTask(QgsTask):
         self.message = ""
         self.was_cancelled = False
         self.started_at = 0.0
+        self.run_thread: int | None = None  # the thread the worker was followed in
 
     def run(self) -> bool:  # task-manager thread: no widgets here
         self.started_at = time.monotonic()
+        self.run_thread = threading.get_ident()
         try:
             self.result = self.worker.run(self._on_event, self.isCanceled)
             return True

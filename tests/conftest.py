@@ -19,6 +19,9 @@ from pathlib import Path
 
 import pytest
 
+# pytest-qgis starts a QgsApplication before any test: without a display it needs this.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".test-cache"
 

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..executors import add_arguments, scaled_run
 from ..progress import Progress
 
 HELP = "analyse a labelled data set with a model and write an analysis bundle (.segx)"
@@ -36,6 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", type=int, default=5,
                         help="cross-validation folds (grouped by image)")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
+    add_arguments(parser)
 
 
 def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
@@ -57,11 +59,14 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     pairs = discover(args.data, args.labels, require_labels=True)
     progress.log(f"{len(pairs)} image(s) under {args.data}")
     model = load(args.model, progress)
-    with BundleWriter(args.out) as writer:
-        table = analyze_images(pairs, model, patch_size=args.patch_size, stride=args.stride,
-                               iou_convention=args.iou_convention, backend=args.backend,
-                               batch_size=args.batch_size, raster_dir=writer.raster_dir,
-                               progress=progress)
+    with BundleWriter(args.out) as writer, scaled_run(args, progress) as tiled:
+        engine_kwargs: dict[str, Any] = {
+            "patch_size": args.patch_size, "stride": args.stride,
+            "iou_convention": args.iou_convention, "backend": args.backend,
+            "batch_size": args.batch_size}
+        table = (tiled.analyze(pairs, model, engine_kwargs, writer.raster_dir) if tiled else
+                 analyze_images(pairs, model, raster_dir=writer.raster_dir, progress=progress,
+                                **engine_kwargs))
         res = analyze_table(table, n_components=args.components,
                             clusters_max=args.clusters_max, seed=args.seed,
                             folds=args.folds, progress=progress)

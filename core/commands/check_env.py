@@ -38,7 +38,8 @@ PACKAGES: tuple[tuple[str, str, str], ...] = (
 NEEDS: dict[str, tuple[str, ...]] = {
     "info": ("numpy",),
     "export-tasks": ("numpy", "osgeo.ogr"),
-    "estimate": ("numpy", "rasterio", "shapely", "osgeo.ogr", "onnxruntime|torch"),
+    "estimate": ("numpy", "rasterio", "shapely", "osgeo.ogr", "torch",
+                 "segmentation_models_pytorch"),
     "analyze": ("numpy", "rasterio", "shapely", "osgeo.ogr", "sklearn", "torch",
                 "segmentation_models_pytorch"),
     "train": ("numpy", "rasterio", "shapely", "torch", "segmentation_models_pytorch"),

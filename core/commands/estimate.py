@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..executors import add_arguments, scaled_run
 from ..progress import Progress
 
 HELP = "estimate IoU and novelty of a new region against a reference analysis bundle"
@@ -30,6 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
                         help="inference backend (auto: CUDA if present, else onnxruntime)")
     parser.add_argument("--batch-size", type=int, default=None, help="patches per batch")
+    add_arguments(parser)
 
 
 def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
@@ -48,8 +50,9 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     pairs = [dataclasses.replace(p, split="new")
              for p in discover(args.data, args.labels, require_labels=False)]
     n_labelled = sum(p.label is not None for p in pairs)
-    progress.log(f"{len(pairs)} image(s) under {args.data} ({n_labelled} with labels, "
-                 "used only to score the estimate)")
+    use = ("not used in encoder-only mode" if args.encoder_only
+           else "used only to score the estimate")
+    progress.log(f"{len(pairs)} image(s) under {args.data} ({n_labelled} with labels, {use})")
     model = load(args.model, progress)
     ref_sha = (rm.get("model") or {}).get("sha256")
     if ref_sha and model.sha256 and ref_sha != model.sha256:
@@ -57,12 +60,14 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             f"model {args.model} (sha256 {model.sha256[:12]}) is not the model of reference "
             f"{ref.path.name} (sha256 {ref_sha[:12]}, {rm['model'].get('path')}): estimate "
             "with the reference's model, or analyse the training data with this one")
-    with BundleWriter(args.out) as writer:
-        table = analyze_images(pairs, model, patch_size=int(rm["patch_size"]),
-                               stride=int(rm["stride"]), iou_convention=rm["iou_convention"],
-                               backend=args.backend, batch_size=args.batch_size,
-                               encoder_only=args.encoder_only, raster_dir=writer.raster_dir,
-                               progress=progress)
+    with BundleWriter(args.out) as writer, scaled_run(args, progress) as tiled:
+        engine_kwargs: dict[str, Any] = {
+            "patch_size": int(rm["patch_size"]), "stride": int(rm["stride"]),
+            "iou_convention": rm["iou_convention"], "backend": args.backend,
+            "batch_size": args.batch_size, "encoder_only": args.encoder_only}
+        table = (tiled.analyze(pairs, model, engine_kwargs, writer.raster_dir) if tiled else
+                 analyze_images(pairs, model, raster_dir=writer.raster_dir, progress=progress,
+                                **engine_kwargs))
         progress.stage("estimate", 0)
         est = estimate_table(table, ref)
         progress.stage("write bundle", 0)

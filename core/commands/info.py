@@ -52,6 +52,7 @@ def summarize(path: Path) -> dict[str, Any]:
                        for k, v in (m.get("estimators") or {}).items()},
         "clustering": {k: v for k, v in (m.get("clustering") or {}).items() if k != "sweep"},
         "novelty": m.get("novelty"),
+        "notes": m.get("notes", []),
     }
     est = np.asarray(cols.get("est_iou", []), dtype=float)
     out["est_iou_mean"] = float(np.nanmean(est)) if np.isfinite(est).any() else None
@@ -110,7 +111,7 @@ def render(s: dict[str, Any]) -> str:
                      f"{_fmt(cl.get('silhouette'))}")
     nov = s.get("novelty") or {}
     if nov:
-        text = f"novelty: k={nov.get('k')} in {nov.get('space_dims')}-D PCA space"
+        text = f"novelty: k={nov.get('k')} in {nov.get('space_dims')}-D whitened PCA space"
         if nov.get("mean") is not None:
             text += f", mean percentile {_fmt(nov.get('mean'))}"
         if nov.get("auroc_vs_reference_val") is not None:
@@ -118,6 +119,7 @@ def render(s: dict[str, Any]) -> str:
         lines.append(text)
     if s.get("reference"):
         lines.append(f"reference: {s['reference']}")
+    lines.extend(f"note: {n}" for n in s.get("notes") or [])
     return "\n".join(lines)
 
 

@@ -54,7 +54,7 @@ def test_novelty_reference_is_train_split(reference):
 def test_estimate_uses_stored_arrays_only(reference, tmp_path):
     res, b = reference
     new = synthetic_table(n_images=3, grid=4, dim=24, seed=7, split="new",
-                          regions=("informal",), region_shift=2.0)
+                          regions=("informal",), region_shift=5.0)
     est = estimate_table(new, b)
     assert est.estimator == "full"
     # same numbers as the in-memory estimator: the bundle's arrays are enough
@@ -102,3 +102,27 @@ def test_small_or_unlabelled_runs_skip_estimators():
     res = analyze_table(t, clusters_max=3)
     assert res.estimators == {} and res.est_iou is None and res.notes
     assert res.clustering is not None and res.novelty is not None
+
+
+def test_estimate_runs_without_sklearn_or_torch(reference):
+    import json
+    import subprocess
+    import sys
+
+    _, b = reference
+    code = (
+        "import sys, json\n"
+        "sys.modules['sklearn'] = None; sys.modules['torch'] = None  # any import fails\n"
+        "from segexplain.core.analysis import estimate_table\n"
+        "from segexplain.core.bundle_reader import Bundle\n"
+        "from segexplain.core.synthetic import synthetic_table\n"
+        "t = synthetic_table(n_images=2, grid=2, dim=24, seed=9, split='new')\n"
+        f"e = estimate_table(t, Bundle({str(b.path)!r}))\n"
+        "print(json.dumps([e.est_iou.tolist(), e.novelty_pct.tolist()]))\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    est_iou, novelty = json.loads(p.stdout)
+    here = estimate_table(synthetic_table(n_images=2, grid=2, dim=24, seed=9, split="new"), b)
+    np.testing.assert_allclose(est_iou, here.est_iou, rtol=1e-6)
+    np.testing.assert_allclose(novelty, here.novelty_pct, rtol=1e-6)

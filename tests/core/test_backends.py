@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from segexplain.core.backends import (
     OnnxBackend,
     TorchBackend,
@@ -15,7 +14,7 @@ from segexplain.core.backends import (
 )
 from segexplain.core.cli import main
 from segexplain.core.errors import ConfigurationError
-from segexplain.core.models import build_model, load_model, save_model, as_loaded
+from segexplain.core.models import as_loaded, build_model, load_model, save_model
 
 S = 64
 

@@ -1,7 +1,6 @@
-"""The analytics commands on a small real run: sample data, a tiny trained U-Net.
-
-The module fixture builds its own run (64 px patches, so that the small sample data
-gives enough patches for cross-validation) with the library's training function.
+"""The analytics commands on the shared small real run (`tiny_run`: sample data, a tiny
+trained U-Net, its analysis bundle at 64 px patches and the estimate of the held-out
+region), plus runs of their own where a test needs to change or kill something.
 """
 
 import json
@@ -17,27 +16,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    from segexplain.core.datasets import discover
-    from segexplain.core.models import save_model
-    from segexplain.core.sample_data import write_sample_data
-    from segexplain.core.training import preset, train
-
-    where = tmp_path_factory.mktemp("cli")
-    write_sample_data(where / "data", small=True)
-    pairs = discover(where / "data" / "train")
-    model, _ = train([p for p in pairs if p.split == "train"],
-                     [p for p in pairs if p.split == "val"], preset("tiny", threads=1))
-    save_model(model, where / "model")
-    ref = where / "ref.segx"
-    assert main(["analyze", "--data", str(where / "data" / "train"), "--model",
-                 str(where / "model"), "--out", str(ref), "--patch-size", "64",
-                 "--clusters-max", "6", "--progress", "none"]) == 0
-    new = where / "new.segx"
-    assert main(["estimate", "--data", str(where / "data" / "new"), "--reference", str(ref),
-                 "--model", str(where / "model"), "--out", str(new),
-                 "--progress", "none"]) == 0
-    return where, ref, new
+def run(tiny_run):
+    """(folder with data/ and model/, analysis bundle, estimate bundle); read-only."""
+    return tiny_run.data.parent, tiny_run.bundle, tiny_run.estimate
 
 
 def test_analyze_bundle(run):
@@ -152,3 +133,39 @@ def test_estimate_refuses_other_model(run, tmp_path, capsys):
     rc = main(["estimate", "--data", str(where / "data" / "new"), "--reference", str(ref),
                "--model", str(tmp_path / "other"), "--out", str(tmp_path / "z.segx")])
     assert rc == 2 and "not the model of reference" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
+def test_killed_run_never_looks_complete(run, tmp_path, sig):
+    import signal
+
+    where, _, _ = run
+    out = tmp_path / "killed.segx"
+    cmd = [sys.executable, "-m", "segexplain.core.cli", "analyze", "--data",
+           str(where / "data" / "train"), "--model", str(where / "model"), "--out", str(out),
+           "--patch-size", "64", "--progress", "jsonl"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # wait until the bundle is being written
+        if '"stage": "infer"' in line and list(tmp_path.glob("killed.segx.partial-*")):
+            break
+    proc.send_signal(getattr(signal, sig))
+    rc = proc.wait(timeout=60)
+    proc.stdout.close()
+    proc.stderr.close()
+    assert not out.exists()
+    partial = list(tmp_path.glob("killed.segx.partial-*"))
+    if sig == "SIGTERM":  # cancelled cleanly: exit 130, partial folder removed
+        assert rc == 130 and partial == []
+    else:
+        assert rc == -9 and len(partial) == 1
+        from segexplain.core.errors import BundleError
+
+        with pytest.raises(BundleError):
+            Bundle(partial[0])
+        # the next run of the same output clears the dead run's leftovers
+        from segexplain.core.bundle_writer import BundleWriter
+
+        with BundleWriter(out) as writer:
+            assert writer.partial.is_dir()
+            assert list(tmp_path.glob("killed.segx.partial-*")) == [writer.partial]
+        assert list(tmp_path.glob("killed.segx.partial-*")) == []

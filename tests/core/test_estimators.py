@@ -35,8 +35,8 @@ def test_arrays_round_trip_without_sklearn_state():
     x, y, _ = _problem()
     est = MLPIoUEstimator(hidden_layer_sizes=(8,), max_iter=30).fit(x, y)
     arrays = est.to_arrays("full")
-    assert set(arrays) == {"full_W0", "full_W1", "full_b0", "full_b1", "full_scaler_mean",
-                           "full_scaler_scale"}
+    assert set(arrays) == {"full_W0", "full_W1", "full_b0", "full_b1", "full_fill",
+                           "full_scaler_mean", "full_scaler_scale"}
     assert all(a.dtype == np.float32 and a.dtype != object for a in arrays.values())
     again = MLPIoUEstimator.from_arrays(arrays, "full")
     np.testing.assert_array_equal(again.predict(x), est.predict(x))
@@ -53,9 +53,13 @@ def test_learns_and_nan_rows():
     assert cv.scores["n"] == 550 and np.isnan(cv.oof[:50]).all()
     assert cv.scores["spearman"] > 0.8
     x2 = x.copy()
-    x2[0, 1] = np.nan
-    est = MLPIoUEstimator(max_iter=20).fit(x, y)
-    assert np.isnan(est.predict(x2)[0]) and np.isfinite(est.predict(x2)[1:]).all()
+    x2[0, 1] = np.nan  # e.g. the confidence of a patch where nothing is predicted
+    est = MLPIoUEstimator(max_iter=20).fit(x2, y)
+    assert est.fill_[1] == pytest.approx(np.median(x2[1:, 1]), rel=1e-6)
+    filled = x2.copy()
+    filled[0, 1] = est.fill_[1]
+    np.testing.assert_array_equal(est.predict(x2), est.predict(filled))
+    assert np.isfinite(est.predict(x2)).all()
 
 
 def test_grouped_folds_never_split_an_image():
@@ -75,7 +79,7 @@ def test_scores_and_errors():
     assert s["n"] == 3 and s["mae"] == pytest.approx(0.2 / 3)
     assert s["spearman"] == pytest.approx(1.0) and s["r2"] == pytest.approx(1 - 0.02 / 0.5)
     with pytest.raises(EmptyInputError):
-        MLPIoUEstimator().fit(np.zeros((5, 2)), np.zeros(5))
+        MLPIoUEstimator().fit(np.zeros((4, 2)), np.zeros(4))
 
 
 def test_build_features():

@@ -88,11 +88,11 @@ LOADER = textwrap.dedent("""
     from qgis.core import QgsApplication
     from qgis.gui import QgsMapCanvas
     from qgis.PyQt.QtWidgets import QMainWindow
-    app = QgsApplication([], True)
-    app.initQgis()
     from pytest_qgis.mock_qgis_classes import MockMessageBar
     from pytest_qgis.qgis_interface import QgisInterface
     import qgis.utils
+    app = QgsApplication([], True)
+    app.initQgis()
     main = QMainWindow()
     canvas = QgsMapCanvas(main)
     qgis.utils.iface = QgisInterface(canvas, MockMessageBar(), main)
@@ -113,7 +113,7 @@ LOADER = textwrap.dedent("""
                              and a.provider().id() == "segexplain"),
         "dock": plugin.dock is not None,
     }
-    assert qgis.utils.unloadPlugin("segexplain")
+    plugin.unload()  # what QGIS calls on unload (qgis.utils.unloadPlugin also drops modules)
     facts["after_unload"] = sorted(a.id() for a in reg.algorithms() if a.provider()
                                    and a.provider().id() == "segexplain")
     print("FACTS " + json.dumps(facts))

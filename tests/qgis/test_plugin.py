@@ -114,18 +114,23 @@ def test_estimate_bundle_opens_alone_with_estimated_iou(plugin, explorer_estimat
     plugin.open_bundle(explorer_estimate)
     assert plugin.iface.messageBar().get_messages(2) == []
     s = plugin.dock.base
-    assert s.kind == "estimate" and not s.has_labels
+    assert s.kind == "estimate"
     fp = s.layers.footprints
-    assert fp.renderer().classAttribute() == "est_iou"
+    # labelled estimates keep IoU; without labels estimated IoU takes its place
+    assert fp.renderer().classAttribute() == ("iou" if s.has_labels else "est_iou")
     assert layers.STYLE_NOVELTY in fp.styleManager().styles()
     est = [k for k in s.layers.rasters if k.endswith(":est_iou")]
     assert est
     assert isinstance(s.layers.rasters[est[0]].renderer(), QgsSingleBandPseudoColorRenderer)
-    assert "estimated IoU" in plugin.dock.stats.text()
     combo = plugin.dock.color_combo
     choices = [combo.itemText(i) for i in range(combo.count())]
-    assert "IoU" not in choices and "estimated IoU" in choices and "novelty" in choices
-    assert combo.currentText() == "estimated IoU"
+    assert "estimated IoU" in choices and "novelty" in choices
+    if not s.has_labels:
+        assert "IoU" not in choices
+        assert combo.currentText() == "estimated IoU"
+        assert "mean estimated IoU" in plugin.dock.stats.text()
+    plugin.dock.set_color_by("novelty")
+    assert plugin.dock.scatter.point_bar.getAxis("left").labelText.startswith("novelty")
 
 
 def test_estimate_overlays_on_reference_plane(plugin, explorer_bundle, explorer_estimate):
@@ -141,12 +146,27 @@ def test_estimate_overlays_on_reference_plane(plugin, explorer_bundle, explorer_
     assert item.outline is not None
     assert group_of(explorer_bundle) is not None and group_of(explorer_estimate) is not None
     # a brush selects in both bundles, each mirrored on its own footprint layer
-    dock.brush_rect(-100, -100, 100, 100)
+    dock.brush_rect(-1e12, -1e12, 1e12, 1e12)
     for s in dock.sessions:
         assert len(s.layers.footprints.selectedFeatureIds()) == s.n
-    # opening the same bundle twice does not duplicate it
-    plugin.open_bundle(explorer_estimate)
+    # opening the same bundle twice (here through its GeoPackage) does not duplicate it
+    n_layers = len(QgsProject.instance().mapLayers())
+    plugin.open_bundle(explorer_estimate / "patches.gpkg")
     assert len(dock.sessions) == 2
+    assert len(QgsProject.instance().mapLayers()) == n_layers
+    # the estimate was projected into this reference's plane: no warning
+    assert plugin.iface.messageBar().get_messages(1) == []
+
+
+def test_estimate_of_another_reference_is_flagged(plugin, explorer_bundle, explorer_estimate,
+                                                  tmp_path):
+    other = tmp_path / "other.segx"
+    shutil.copytree(explorer_bundle, other)
+    plugin.open_bundle(other)
+    plugin.open_bundle(explorer_estimate)
+    warnings = plugin.iface.messageBar().get_messages(1)
+    assert len(warnings) == 1 and "another latent plane" in warnings[0]
+    assert len(plugin.dock.sessions) == 2
 
 
 def test_drop_handler_opens_folder_or_geopackage(plugin, explorer_bundle, tmp_path):
@@ -188,7 +208,7 @@ def test_close_dock_and_unload_leave_nothing_behind(qgis_iface, qgis_new_project
     fp = dock.base.layers.footprints
     assert fp.receivers(fp.selectionChanged) >= 1
     assert project.receivers(project.layersWillBeRemoved) > receivers_before
-    dock.brush_rect(-100, -100, 100, 100)
+    dock.brush_rect(-1e12, -1e12, 1e12, 1e12)
     plugin.close_dock()
     flush()
     assert plugin.dock is None
@@ -217,7 +237,7 @@ def test_removing_footprint_layer_closes_that_bundle(plugin, explorer_bundle):
     fp_id = dock.base.layers.footprints.id()
     QgsProject.instance().removeMapLayer(fp_id)
     assert dock.sessions == []
-    dock.brush_rect(-100, -100, 100, 100)  # nothing open: no error, nothing selected
+    dock.brush_rect(-1e12, -1e12, 1e12, 1e12)  # nothing open: no error, nothing selected
     assert plugin.iface.messageBar().get_messages(2) == []
 
 
@@ -253,3 +273,27 @@ def test_vector_ground_truth_opens_as_polygons(plugin, explorer_bundle, tmp_path
     gt = plugin.dock.base.layers.rasters[f"{im['name']}:label"]
     assert isinstance(gt, QgsVectorLayer) and gt.featureCount() == 1
     assert group_of(copy).findLayer(gt.id()) is not None
+
+
+def test_plugin_never_loads_worker_packages(explorer_bundle):
+    """Opening a bundle in the plugin's modules keeps torch & co. out of QGIS's Python."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from qgis.core import QgsApplication\n"
+        "app = QgsApplication([], True); app.initQgis()\n"
+        "from segexplain.segexplain_qgis import plugin, dock, screenshot, session\n"
+        f"s = session.BundleSession({str(explorer_bundle)!r})\n"
+        "d = dock.ExplorerDock(None); d.open_bundle(s.key); d.brush_rect(-1e9, -1e9, 1e9, 1e9)\n"
+        "bad = [m for m in ('torch', 'sklearn', 'rasterio', 'onnxruntime',\n"
+        "                   'segmentation_models_pytorch') if m in sys.modules]\n"
+        "print('LOADED', bad)\n"
+        "s.close(); d.shutdown()\n"
+    )
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert "LOADED []" in out.stdout, out.stdout + out.stderr

@@ -81,3 +81,15 @@ def test_palette_bins_cover_the_closed_range_and_mark_missing():
     v = np.array([0.0, 0.5, 1.0, 1.7, -3.0, np.nan, np.inf])
     assert bin_index(v, 0.0, 1.0).tolist() == [0, N_BINS // 2, N_BINS - 1, N_BINS - 1, 0,
                                                N_BINS, N_BINS]
+
+
+def test_view_range_ignores_a_few_far_outliers():
+    from segexplain.segexplain_qgis.scatter import robust_range
+
+    rng = np.random.default_rng(0)
+    bulk = rng.normal(0, 1, 500)
+    lo, hi = robust_range(np.r_[bulk, [400.0, np.nan]])
+    assert -4 < lo < -1.5 and 1.5 < hi < 4
+    assert robust_range(bulk) == (bulk.min(), bulk.max())
+    assert robust_range(np.array([np.nan])) is None
+    assert robust_range(np.array([2.0, 2.0])) == (1.5, 2.5)

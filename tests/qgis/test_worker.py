@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -20,7 +22,6 @@ from qgis.core import (
     QgsTask,
     QgsVectorLayer,
 )
-
 from segexplain.core.errors import CancelledError, InputError, WorkerError
 from segexplain.segexplain_qgis import inputs, settings
 from segexplain.segexplain_qgis.dialogs import AnalyzeDialog, EstimateDialog
@@ -248,6 +249,7 @@ def test_python_without_torch_gives_explained_error(qgis_iface, tmp_path, tiny_r
     assert not list(out.parent.iterdir())
 
 
+@pytest.mark.slow
 def test_cancel_stops_worker_and_leaves_no_bundle(qgis_app, tmp_path, tiny_run):
     out = tmp_path / "cancelled.segx"
     task = CoreTask("analyze (to cancel)", "analyze",
@@ -287,6 +289,7 @@ def test_analyze_dialog_runs_in_background_and_opens_bundle(plugin, tmp_path, ti
     dlg.labels.files.setFilePath(" ".join(f'"{gt / p.name}"' for p in reversed(images)))
     dlg.model.folder.setFilePath(str(tiny_run.model))
     dlg.iou.setCurrentIndex(2)  # exclude
+    dlg.patch.setValue(64)  # 4 small tiles -> 64 patches, enough for cross-validation
     dlg.out_folder.setFilePath(str(tmp_path))
     dlg.out_name.setText("four")
     task = dlg.start()
@@ -300,12 +303,34 @@ def test_analyze_dialog_runs_in_background_and_opens_bundle(plugin, tmp_path, ti
     bundle = tmp_path / "four.segx"
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["complete"] and manifest["iou_convention"] == "exclude"
+    assert manifest["patch_size"] == 64 and manifest["n_patches"] == 64
     assert sorted(Path(im["path"]) for im in manifest["images"]) == sorted(
         p.resolve() for p in images)  # real files, not the staging links
     assert not staging.exists() and "infer" in stages
     assert dlg.progress.value() == 100 and dlg.run_button.isEnabled()
+    assert task.run_thread is not None and task.run_thread != threading.get_ident()
     assert plugin.dock is not None and plugin.dock.base is not None
     assert Path(plugin.dock.base.key) == bundle.resolve()
+
+
+@pytest.mark.slow
+def test_estimate_dialog_prefills_model_and_opens_estimate(plugin, tmp_path, tiny_run):
+    dlg = plugin.runs.show_estimate()
+    dlg.reference.setFilePath(str(tiny_run.bundle))
+    manifest = json.loads((tiny_run.bundle / "manifest.json").read_text())
+    assert Path(dlg.model.folder.filePath()) == Path(manifest["model"]["path"])
+    dlg.imagery.mode.setCurrentIndex(2)  # folder
+    dlg.imagery.folder.setFilePath(str(tiny_run.data / "new"))
+    dlg.encoder_only.setChecked(True)
+    dlg.out_folder.setFilePath(str(tmp_path))
+    dlg.out_name.setText("field")
+    task = dlg.start()
+    assert task is not None, dlg.status.text()
+    wait_task(task, 600)
+    est = json.loads((tmp_path / "field.segx" / "manifest.json").read_text())
+    assert est["kind"] == "estimate" and task.result["kind"] == "estimate"
+    assert plugin.dock is not None and any(
+        Path(s.key) == (tmp_path / "field.segx").resolve() for s in plugin.dock.sessions)
 
 
 def test_dialog_input_errors_stay_in_the_dialog(plugin, tmp_path):
@@ -341,3 +366,32 @@ def test_worker_run_cancel_unit(tmp_path):
     with pytest.raises(CancelledError):
         run.run(is_cancelled=lambda: True)
     assert run.proc.poll() is not None and not alive(run.pid)
+
+
+def test_worker_that_ignores_sigterm_is_killed_with_its_children(tmp_path):
+    """SIGTERM, then SIGKILL for the whole process group after the grace time."""
+    out = tmp_path / "stubborn.segx"
+    fake = tmp_path / "python"
+    fake.write_text(textwrap.dedent(f"""\
+        #!/bin/bash
+        trap '' TERM
+        mkdir -p {out}.partial-$$
+        sleep 300 &
+        echo "child $!" >&2
+        echo '{{"event": "stage", "stage": "infer", "total": 1}}'
+        wait
+        """))
+    fake.chmod(0o755)
+    run = WorkerRun(str(fake), "analyze", [], out=out, grace=0.5)
+    started = []
+    with pytest.raises(CancelledError):
+        run.run(lambda e: started.append(e), lambda: bool(started))
+    assert started[0]["stage"] == "infer"
+    child = int(next(ln for ln in run.stderr_tail if ln.startswith("child")).split()[1])
+    assert run.proc.returncode == -9  # SIGTERM was ignored: killed
+    for _ in range(50):
+        if not alive(child):
+            break
+        time.sleep(0.1)
+    assert not alive(child) and not alive(run.pid)
+    assert sorted(tmp_path.iterdir()) == [fake]
