@@ -21,6 +21,7 @@ Dask moves task arguments between processes with pickle: use clusters you trust
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import uuid
@@ -178,10 +179,8 @@ class DaskExecutor:
         """Close the client, and the local cluster if this executor started one."""
         for obj in (self.client, self.cluster):
             if obj is not None:
-                try:
+                with contextlib.suppress(Exception):  # best effort at shutdown
                     obj.close()
-                except Exception:  # noqa: BLE001, S110 - best effort at shutdown
-                    pass
         self.client = self.cluster = None
 
     def __enter__(self) -> DaskExecutor:

@@ -30,7 +30,8 @@ def fid_mapping_from_gpkg(gpkg: Path, n: int) -> np.ndarray | None:
         if len(pk) != 1:
             return None
         pk_col = pk[0].replace('"', '""')  # a column name from the file itself, quoted
-        rows = con.execute(f'SELECT "{pk_col}", patch_id FROM patches').fetchall()  # noqa: S608
+        sql = f'SELECT "{pk_col}", patch_id FROM patches'  # noqa: S608  # nosec B608
+        rows = con.execute(sql).fetchall()
     except sqlite3.Error:
         return None
     finally:
