@@ -47,7 +47,7 @@ bench: setup
 # `make check-package` -> metadata fields, contents, compile, bandit over the plugin's code
 # `make wheelhouse`    -> wheelhouse/: every wheel the worker needs, for offline laptops;
 #                         WHEEL_ARGS="--platform win_amd64 --python-version 3.12" for another OS,
-#                         WHEEL_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu" for CPU torch
+#                         WHEEL_ARGS="--extra-index-url URL-OF-PYTORCH-CPU-WHEELS" for CPU-only torch
 #                         (WHEEL_REQS=some-file.txt to try a smaller subset)
 WHEEL_REQS ?= requirements.txt
 WHEEL_CONSTRAINTS ?= constraints.txt

@@ -70,6 +70,9 @@ def main() -> None:
 
     step("6/6 QGIS")
     env = dict(os.environ)
+    runtime = CACHE / "xdg-runtime"  # Qt wants a private runtime folder; headless has none
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    env.setdefault("XDG_RUNTIME_DIR", str(runtime))
     images = sorted((data / "train" / "images").glob("*.tif"))
     sample = images[0]
     subprocess.run([PY, str(ROOT / "demo" / "render_map.py"), str(OUT / "sample-data.png"),

@@ -20,8 +20,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="data folder (train and val splits, e.g. `segexplain sample-data`)")
     p.add_argument("--out", required=True, type=Path, help="model folder to write")
     p.add_argument("--preset", choices=("demo", "tiny"), default="demo",
-                   help="demo: the sample data in ~5 min on 2 cores; tiny: seconds, for tests")
-    p.add_argument("--encoder", default=None, help="smp encoder (preset: resnet18)")
+                   help="demo: the sample data in < 10 min on 2 cores; tiny: seconds, for tests")
+    p.add_argument("--encoder", default=None, help="smp encoder (preset decides)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (preset decides)")
     p.add_argument("--patch-size", type=int, default=None,
                    help="training crop in px, a multiple of 32 (preset decides)")
@@ -42,7 +42,7 @@ def _replaceable(out: Path) -> bool:
 
 
 def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
-    """Train; returns the model folder, best validation IoU and seconds."""
+    """Train; returns the model folder, validation IoU and seconds."""
     from ..datasets import discover
     from ..errors import ConfigurationError
     from ..models import save_model
@@ -73,8 +73,8 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         shutil.rmtree(out)
     os.replace(tmp, out)
     result = {"model": str(out), "encoder": cfg.encoder,
-              "best_val_iou": log.get("best_val_iou"), "seconds": log["seconds"],
-              "epochs": len(log["epochs"])}
-    progress.log(f"model written to {out} (best val IoU "
-                 f"{log.get('best_val_iou', float('nan')):.4f}, {log['seconds']:.0f} s)")
+              "val_iou": log.get("val_iou"), "best_epoch": log.get("best_epoch"),
+              "seconds": log["seconds"], "epochs": len(log["epochs"])}
+    progress.log(f"model written to {out} (val IoU "
+                 f"{log.get('val_iou', float('nan')):.4f}, {log['seconds']:.0f} s)")
     return result
