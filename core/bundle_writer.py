@@ -12,7 +12,6 @@ itself uses); arrays are `.npy` without pickled objects; rasters are GeoTIFFs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -25,6 +24,7 @@ import numpy as np
 
 from .bundle_reader import GPKG, MANIFEST, SCHEMA, SCHEMA_VERSION
 from .errors import ConfigurationError, UnreadableFileError
+from .files import file_sha256
 from .records import ImageRecord, PatchTable
 
 #: patches-layer fields in order: name -> OGR kind ("int", "int64", "real", "text")
@@ -43,13 +43,6 @@ CLUSTER_FIELDS: dict[str, str] = {
 }
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def json_safe(obj: Any) -> Any:
@@ -287,7 +280,7 @@ class BundleWriter:
         files = {}
         for p in sorted(self.partial.rglob("*")):
             if p.is_file() and p.name != MANIFEST:
-                files[p.relative_to(self.partial).as_posix()] = sha256_file(p)
+                files[p.relative_to(self.partial).as_posix()] = file_sha256(p)
         doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, **json_safe(manifest),
                "complete": True, "files": files}
         tmp = self.partial / f"{MANIFEST}.tmp"

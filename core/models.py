@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigurationError, ModelLoadError, UnreadableFileError
+from .files import file_sha256
 
 #: Pooling of the bottleneck feature map into the embedding vector.
 POOLINGS = ("avg", "max", "avgmax")
@@ -92,13 +93,6 @@ def state_dict_sha256(module: nn.Module) -> str:
     return h.hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _unwrap_checkpoint(obj: Any, path: Path) -> dict[str, torch.Tensor]:
