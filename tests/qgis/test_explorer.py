@@ -133,13 +133,17 @@ def test_mouse_drag_brushes_with_shift_adding(dock):
     outer = set(fids_in_rect(feats, x0 - 2 * px, y0 - 2 * py, x1 + 2 * px, y1 + 2 * py))
     got = set(s.layers.footprints.selectedFeatureIds())
     assert inner and inner <= got <= outer
-    # shift-drag a second rectangle: added to the first
-    lo = (vx0 + 0.01 * (vx1 - vx0), vy0 + 0.01 * (vy1 - vy0))
-    hi = (float(np.quantile(s.x, 0.24)), float(np.quantile(s.y, 0.24)))
+    # shift-drag a second, small rectangle around a point outside the first: added to it
+    xy = {fid: (a, b) for fid, a, b, _ in feats.values()}
+    others = [f for f, (a, b) in sorted(xy.items()) if f not in outer
+              and vx0 + 10 * px < a < vx1 - 10 * px and vy0 + 10 * py < b < vy1 - 10 * py]
+    assert others, "no point outside the first rectangle is in view"
+    a, b = xy[others[0]]
+    lo, hi = (a - 4 * px, b - 4 * py), (a + 4 * px, b + 4 * py)
     drag(dock, [lo, ((lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2), hi],
          Qt.KeyboardModifier.ShiftModifier)
     got2 = set(s.layers.footprints.selectedFeatureIds())
-    assert got <= got2 and len(got2) > len(got)
+    assert got <= got2 and others[0] in got2
     # lasso tool, ctrl: subtract everything inside a big triangle from a full selection
     dock.brush_rect(-1e12, -1e12, 1e12, 1e12)
     got2 = set(s.layers.footprints.selectedFeatureIds())
@@ -148,7 +152,6 @@ def test_mouse_drag_brushes_with_shift_adding(dock):
     drag(dock, big + [big[0]], Qt.KeyboardModifier.ControlModifier)
     left = set(s.layers.footprints.selectedFeatureIds())
     removed = got2 - left
-    xy = {fid: (a, b) for fid, a, b, _ in feats.values()}
 
     def in_triangle(fid, margin):  # below the diagonal, above the bottom, left of the right
         a, b = xy[fid]
