@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import platform
 from pathlib import Path
@@ -23,12 +24,32 @@ def versions() -> dict[str, str]:
     return out
 
 
-def load(model_path: Path, progress: Progress) -> Any:
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--model` and the architecture of a bare checkpoint (a folder describes itself)."""
+    parser.add_argument("--model", required=True, type=Path,
+                        help="model folder (segexplain train / smp save_pretrained) or a "
+                             "state-dict checkpoint (.pt/.pth/.safetensors) with --arch/--encoder")
+    parser.add_argument("--arch", default="unet", help="checkpoint only: smp architecture")
+    parser.add_argument("--encoder", default="resnet34", help="checkpoint only: smp encoder")
+    parser.add_argument("--in-channels", type=int, default=3,
+                        help="checkpoint only: input bands of the model")
+
+
+def load(args: argparse.Namespace, progress: Progress) -> Any:
     """Load the model folder / checkpoint as a `LoadedModel` (torch imported here)."""
+    from ..errors import ModelLoadError
     from ..models import load_model
 
     progress.stage("load model", 0)
-    return load_model(model_path)
+    path = Path(args.model)
+    if path.suffix.lower() == ".onnx":
+        raise ModelLoadError(
+            f"--model {path}: an ONNX file cannot be analysed on its own yet; pass the model "
+            "folder or checkpoint it was exported from (with --backend onnx the engine "
+            "exports and caches the ONNX model next to it)")
+    return load_model(path, arch=getattr(args, "arch", "unet"),
+                      encoder=getattr(args, "encoder", "resnet34"),
+                      in_channels=getattr(args, "in_channels", 3))
 
 
 def print_scores(progress: Progress, title: str, scores: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..executors import add_arguments, scaled_run
 from ..progress import Progress
+from ._common import add_model_arguments
 
 HELP = "analyse a labelled data set with a model and write an analysis bundle (.segx)"
 
@@ -19,8 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="data folder (images/ + gt/ or labels/) or one GeoTIFF")
     parser.add_argument("--labels", type=Path, default=None,
                         help="label raster / vector (or folder) when not next to the images")
-    parser.add_argument("--model", required=True, type=Path,
-                        help="model folder (segexplain train / smp save_pretrained) or checkpoint")
+    add_model_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, help="bundle to write, NAME.segx")
     parser.add_argument("--patch-size", type=int, default=256, help="patch size in pixels")
     parser.add_argument("--stride", type=int, default=None,
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     start = time.perf_counter()
     pairs = discover(args.data, args.labels, require_labels=True)
     progress.log(f"{len(pairs)} image(s) under {args.data}")
-    model = load(args.model, progress)
+    model = load(args, progress)
     with BundleWriter(args.out) as writer, scaled_run(args, progress) as tiled:
         engine_kwargs: dict[str, Any] = {
             "patch_size": args.patch_size, "stride": args.stride,

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..executors import add_arguments, scaled_run
 from ..progress import Progress
+from ._common import add_model_arguments
 
 HELP = "estimate IoU and novelty of a new region against a reference analysis bundle"
 
@@ -23,8 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="label raster / vector (or folder) when not next to the images")
     parser.add_argument("--reference", required=True, type=Path,
                         help="analysis bundle (.segx) of the model's training data")
-    parser.add_argument("--model", required=True, type=Path,
-                        help="the model the reference bundle was made with")
+    add_model_arguments(parser)  # the model the reference bundle was made with
     parser.add_argument("--out", required=True, type=Path, help="bundle to write, NAME.segx")
     parser.add_argument("--encoder-only", action="store_true",
                         help="skip the decoder: faster, no prediction, latent-only estimate")
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     use = ("not used in encoder-only mode" if args.encoder_only
            else "used only to score the estimate")
     progress.log(f"{len(pairs)} image(s) under {args.data} ({n_labelled} with labels, {use})")
-    model = load(args.model, progress)
+    model = load(args, progress)
     ref_sha = (rm.get("model") or {}).get("sha256")
     if ref_sha and model.sha256 and ref_sha != model.sha256:
         raise ConfigurationError(

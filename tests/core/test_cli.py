@@ -169,3 +169,28 @@ def test_killed_run_never_looks_complete(run, tmp_path, sig):
             assert writer.partial.is_dir()
             assert list(tmp_path.glob("killed.segx.partial-*")) == [writer.partial]
         assert list(tmp_path.glob("killed.segx.partial-*")) == []
+
+
+def test_analyze_a_checkpoint_with_its_architecture(tiny_run, tmp_path):
+    import torch
+    from segexplain.core.models import build_model
+
+    ckpt = tmp_path / "unet-resnet18.pt"
+    torch.save(build_model("unet", "resnet18", 3, 1).state_dict(), ckpt)
+    args = ["analyze", "--data", str(tiny_run.data / "train"), "--model", str(ckpt),
+            "--patch-size", "64", "--progress", "none"]
+    # without the architecture the default (resnet34) does not fit: explained, exit 2
+    assert main([*args, "--out", str(tmp_path / "wrong.segx")]) == 2
+    assert main([*args, "--arch", "unet", "--encoder", "resnet18",
+                 "--out", str(tmp_path / "ckpt.segx")]) == 0
+    assert Bundle(tmp_path / "ckpt.segx").manifest["n_patches"] > 0
+
+
+def test_an_onnx_file_alone_is_refused_with_what_to_do(tiny_run, tmp_path, capsys):
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"not needed: refused by name")
+    rc = main(["analyze", "--data", str(tiny_run.data / "train"), "--model", str(onnx),
+               "--out", str(tmp_path / "x.segx"), "--progress", "none"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "model.onnx" in err and "model folder or checkpoint" in err
