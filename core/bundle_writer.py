@@ -24,7 +24,7 @@ import numpy as np
 
 from .bundle_reader import GPKG, MANIFEST, SCHEMA, SCHEMA_VERSION
 from .errors import ConfigurationError, UnreadableFileError
-from .files import file_sha256
+from .files import cleanup_partials, file_sha256
 from .records import ImageRecord, PatchTable
 
 #: patches-layer fields in order: name -> OGR kind ("int", "int64", "real", "text")
@@ -175,27 +175,6 @@ def write_float_raster(path: Path, grid: np.ndarray, transform: Sequence[float],
         dst.write(grid.astype(np.float32), 1)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_partials(out: Path) -> list[Path]:
-    """Remove `NAME.segx.partial-<pid>` folders whose process is gone (a killed run)."""
-    removed = []
-    for p in out.parent.glob(f"{out.name}.partial-*"):
-        pid = p.name.rsplit("-", 1)[-1]
-        if p.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
-            shutil.rmtree(p, ignore_errors=True)
-            removed.append(p)
-    return removed
-
-
 class BundleWriter:
     """Context manager that builds `out` (NAME.segx) in a partial folder, then publishes it."""
 
@@ -211,7 +190,7 @@ class BundleWriter:
     def __enter__(self) -> BundleWriter:
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
-            remove_stale_partials(self.out)
+            cleanup_partials(self.out)  # leftovers of killed runs
             if self.partial.exists():
                 shutil.rmtree(self.partial)
             (self.partial / "rasters").mkdir(parents=True)

@@ -31,6 +31,7 @@ from qgis.core import Qgis, QgsMessageLog, QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
 from ..core.errors import CancelledError, WorkerError
+from ..core.files import cleanup_partials
 from . import settings
 
 LOG_TAG = "segexplain"
@@ -149,46 +150,6 @@ def explain_failure(python: str, returncode: int | None, error: dict[str, Any] |
     last = lines[-1] if lines else "no output"
     return (f"the worker {python} exited with status {returncode} ({last}); "
             f"see the segexplain log panel; {where}")
-
-
-def _alive(pid: int) -> bool:
-    if WINDOWS:
-        return False  # cannot tell cheaply; only the run's own pid is cleaned there
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def cleanup_partials(out: Path, pids: Iterable[int] = ()) -> list[Path]:
-    """Remove `out.partial-PID` folders of the given (or of dead) processes.
-
-    A killed writer can also leave `out.old-PID` (the previous bundle moved aside just
-    before the new one was renamed into place): it is put back when `out` is missing.
-    Returns the removed folders.
-    """
-    removed: list[Path] = []
-    mine = {int(p) for p in pids}
-    parent = out.parent
-    if not parent.is_dir():
-        return removed
-    for kind in ("partial", "old"):
-        for p in parent.glob(f"{out.name}.{kind}-*"):
-            tail = p.name.rsplit("-", 1)[-1]
-            if not tail.isdigit():
-                continue
-            pid = int(tail)
-            if pid not in mine and _alive(pid):
-                continue  # another run is writing it
-            if kind == "old" and not out.exists():
-                os.replace(p, out)
-                continue
-            shutil.rmtree(p, ignore_errors=True)
-            removed.append(p)
-    return removed
 
 
 # -- the process ------------------------------------------------------------------------
