@@ -18,8 +18,8 @@ import os
 import time
 
 import numpy as np
-from segexplain.core.clustering import LatentClustering
-from segexplain.core.estimators import (
+from segexplain.core.analytics.clustering import LatentClustering
+from segexplain.core.analytics.estimators import (
     ESTIMATOR_PARAMS,
     ESTIMATOR_SPECS,
     MLPIoUEstimator,
@@ -27,8 +27,8 @@ from segexplain.core.estimators import (
     cross_validate,
     feature_names,
 )
-from segexplain.core.latent import LatentPCA
-from segexplain.core.synthetic import synthetic_embeddings
+from segexplain.core.analytics.latent import LatentPCA
+from segexplain.core.sample.synthetic import synthetic_embeddings
 
 
 def main() -> None:

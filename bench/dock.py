@@ -32,7 +32,7 @@ import bundle_factory  # noqa: E402
 import numpy as np  # noqa: E402
 from qgis.gui import QgsMapCanvas, QgsMessageBar  # noqa: E402
 from qgis.PyQt.QtWidgets import QMainWindow  # noqa: E402
-from segexplain.core.bundle_reader import Bundle  # noqa: E402
+from segexplain.core.bundle.reader import Bundle  # noqa: E402
 from segexplain.segexplain_qgis.dock import ExplorerDock  # noqa: E402
 
 

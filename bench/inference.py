@@ -47,7 +47,7 @@ def write_pair(folder: Path, name: str, size: int, valid_blocks: list[tuple[int,
     from rasterio.crs import CRS
     from rasterio.transform import from_origin
     from rasterio.windows import Window
-    from segexplain.core.datasets import ImagePair
+    from segexplain.core.data.datasets import ImagePair
 
     rng = np.random.default_rng(seed)
     prof = {"driver": "GTiff", "width": size, "height": size, "crs": CRS.from_epsg(32633),
@@ -71,7 +71,7 @@ def write_pair(folder: Path, name: str, size: int, valid_blocks: list[tuple[int,
 
 def make_model(quick: bool) -> object:
     import torch
-    from segexplain.core.models import as_loaded, build_model
+    from segexplain.core.model.models import as_loaded, build_model
 
     torch.manual_seed(0)
     return as_loaded(build_model("unet", "resnet18" if quick else "resnet34", 3, 1).eval())
@@ -80,7 +80,7 @@ def make_model(quick: bool) -> object:
 def flops_per_patch(model: object, size: int, encoder_only: bool) -> float:
     """FLOPs of one forward pass on one patch (torch's flop counter, 2 per MAC)."""
     import torch
-    from segexplain.core.models import EncoderNet, ExplainNet
+    from segexplain.core.model.models import EncoderNet, ExplainNet
     from torch.utils.flop_counter import FlopCounterMode
 
     net = (EncoderNet(model.module) if encoder_only else ExplainNet(model.module)).eval()
@@ -100,7 +100,7 @@ def bare_rate(backend: object, x: np.ndarray, n_batches: int) -> float:
 
 def pipeline_rate(pairs: list, model: object, backend: object, size: int, batch: int,
                   threads: int, out: Path) -> tuple[float, int]:
-    from segexplain.core.engine import analyze_images
+    from segexplain.core.engine.inference import analyze_images
 
     t = time.perf_counter()
     table = analyze_images(pairs, model, patch_size=size, backend=backend, batch_size=batch,
@@ -110,7 +110,7 @@ def pipeline_rate(pairs: list, model: object, backend: object, size: int, batch:
 
 def rss_child(args: argparse.Namespace) -> None:
     """Subprocess body: analyse one sparse image, print peak RSS (MiB) as JSON."""
-    from segexplain.core.engine import analyze_images
+    from segexplain.core.engine.inference import analyze_images
 
     model = make_model(args.quick)
     work = Path(args.rss_child_dir)
@@ -158,7 +158,7 @@ def main() -> None:
     args = p.parse_args()
 
     import torch
-    from segexplain.core.backends import (
+    from segexplain.core.model.backends import (
         TorchBackend,
         default_threads,
         make_backend,

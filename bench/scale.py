@@ -75,14 +75,14 @@ class _NoModel:
         return np.ascontiguousarray(x[:, 0], np.float32), emb
 
     def suggest_batch_size(self, in_channels: int, patch_size: int) -> int:
-        from segexplain.core.backends import CPU_BATCH
+        from segexplain.core.model.backends import CPU_BATCH
 
         return CPU_BATCH
 
 
 def _make_model(encoder: str, where: Path) -> Any:
     import torch
-    from segexplain.core.models import as_loaded, build_model, save_model
+    from segexplain.core.model.models import as_loaded, build_model, save_model
 
     torch.manual_seed(0)  # the same random weights (and rasters) on every run
     lm = as_loaded(build_model("unet", encoder, 3, 1))
@@ -92,7 +92,7 @@ def _make_model(encoder: str, where: Path) -> Any:
 
 def _flops_per_patch(model: Any, patch: int) -> float:
     import torch
-    from segexplain.core.models import ExplainNet
+    from segexplain.core.model.models import ExplainNet
     from torch.utils.flop_counter import FlopCounterMode
 
     net = ExplainNet(model.module).eval()
@@ -104,7 +104,7 @@ def _flops_per_patch(model: Any, patch: int) -> float:
 def _in_process(pairs: list[Any], model: Any, kw: dict[str, Any],
                 raster_dir: Path) -> tuple[Any, dict[str, float]]:
     """Engine in this process; the backend's share of the time measured apart."""
-    import segexplain.core.engine as engine
+    import segexplain.core.engine.inference as engine
 
     spent = {"backend": 0.0, "setup": 0.0}
     real = engine.make_backend
@@ -139,8 +139,8 @@ def _in_process(pairs: list[Any], model: Any, kw: dict[str, Any],
 
 def _cpu_side(pairs: list[Any], model: Any, kw: dict[str, Any],
               raster_dir: Path) -> dict[str, float]:
-    """Engine without a model: wall and CPU seconds per patch of read/score/stitch."""
-    import segexplain.core.engine as engine
+    """Engine without a model: wall and CPU seconds per patch of read/score/engine/stitch."""
+    import segexplain.core.engine.inference as engine
 
     real = engine.make_backend
     engine.make_backend = lambda *a, **k: _NoModel(model.embedding_channels)
@@ -156,9 +156,10 @@ def _cpu_side(pairs: list[Any], model: Any, kw: dict[str, Any],
 
 
 def _bundle_bytes(table: Any, out: Path) -> dict[str, float]:
-    from segexplain.core.analysis import analyze_table, write_analysis
-    from segexplain.core.bundle_writer import BundleWriter
-    from segexplain.core.tiles import publish_rasters
+    from segexplain.core.analytics.fit import analyze_table
+    from segexplain.core.bundle.manifest import write_analysis
+    from segexplain.core.bundle.writer import BundleWriter
+    from segexplain.core.scale.tiles import publish_rasters
 
     with BundleWriter(out) as writer:
         publish_rasters(table, writer.raster_dir)
@@ -187,8 +188,8 @@ def _table_bytes(table: Any) -> float:
 def _tiles_rate(workers: int, pairs: list[Any], model_path: Path, kw: dict[str, Any],
                 work: Path) -> dict[str, Any]:
     """`run_tiles` throughput on `workers` local Dask workers (0: in this process)."""
-    from segexplain.core.executors import DaskExecutor, InProcessExecutor, cpu_count
-    from segexplain.core.tiles import cached_model, run_tiles
+    from segexplain.core.scale.executors import DaskExecutor, InProcessExecutor, cpu_count
+    from segexplain.core.scale.tiles import cached_model, run_tiles
 
     t0 = time.perf_counter()
     ex: Any = DaskExecutor(workers=workers) if workers else InProcessExecutor()
@@ -260,10 +261,10 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = ap.parse_args()
 
-    from segexplain.core.backends import cached_onnx, resolve_backend
-    from segexplain.core.datasets import discover
-    from segexplain.core.executors import cpu_count
-    from segexplain.core.sample_data import write_sample_data
+    from segexplain.core.data.datasets import discover
+    from segexplain.core.model.backends import cached_onnx, resolve_backend
+    from segexplain.core.sample.generate import write_sample_data
+    from segexplain.core.scale.executors import cpu_count
 
     tmp = Path(tempfile.mkdtemp(prefix="segexplain-scale-"))
     try:

@@ -68,3 +68,7 @@ class WorkerError(SegexplainError, RuntimeError):
 
 class ClusterError(SegexplainError, ConnectionError):
     """A Dask cluster that cannot be reached, or whose workers keep failing a tile."""
+
+
+class DependencyError(SegexplainError, ImportError):
+    """A package the command needs is not installed in this Python (names what to install)."""

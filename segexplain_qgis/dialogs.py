@@ -35,7 +35,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..core.bundle_reader import read_manifest
+from ..core.bundle.reader import read_manifest
 from ..core.errors import InputError, SegexplainError
 from . import inputs, settings
 from .worker import CoreTask

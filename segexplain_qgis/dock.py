@@ -28,7 +28,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..core.bundle_reader import resolve_bundle_path
+from ..core.bundle.reader import resolve_bundle_path
 from .clusters import ClusterPanel
 from .gallery import Gallery
 from .scatter import (

@@ -2,7 +2,7 @@
 
 The core command line takes `--data` (one image, or a folder: Inria layout or pairs)
 and `--labels`. Several separate image files are staged as a folder of links
-(`<stem>.tif` + `<stem>_label.<ext>`, the "folder of pairs" layout of core/datasets.py);
+(`<stem>.tif` + `<stem>_label.<ext>`, the "folder of pairs" layout of core/data/datasets.py);
 the core resolves links, so the bundle records the real files. A vector layer that is
 not a plain single-layer file (a memory layer, a filtered layer, one layer of a
 GeoPackage) is exported to a GeoPackage in the staging folder first.

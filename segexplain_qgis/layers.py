@@ -32,7 +32,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor
 
-from ..core.bundle_reader import Bundle
+from ..core.bundle.reader import Bundle
 from ..core.errors import BundleError
 
 #: Confusion raster classes: value -> (label, RGBA). TN is transparent.

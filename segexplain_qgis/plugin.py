@@ -11,7 +11,7 @@ from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction, QFileDialog, QToolBar
 
-from ..core.bundle_reader import GPKG, MANIFEST
+from ..core.bundle.reader import GPKG, MANIFEST
 from .dock import ExplorerDock
 from .ui import guarded
 

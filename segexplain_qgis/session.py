@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from qgis.core import QgsProject
 
-from ..core.bundle_reader import Bundle, read_table
+from ..core.bundle.reader import Bundle, read_table
 from ..core.errors import BundleError
 from .layers import BundleLayers, load_bundle_layers
 from .link import FootprintLink

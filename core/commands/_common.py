@@ -38,7 +38,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def load(args: argparse.Namespace, progress: Progress) -> Any:
     """Load the model folder / checkpoint as a `LoadedModel` (torch imported here)."""
     from ..errors import ModelLoadError
-    from ..models import load_model
+    from ..model.models import load_model
 
     progress.stage("load model", 0)
     path = Path(args.model)

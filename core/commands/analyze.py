@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..executors import add_arguments, scaled_run
 from ..progress import Progress
+from ..scale.run import add_arguments, scaled_run
 from ._common import add_model_arguments
 
 HELP = "analyse a labelled data set with a model and write an analysis bundle (.segx)"
@@ -42,10 +42,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     """Discover -> engine -> analytics -> bundle; returns the headline figures."""
-    from ..analysis import analyze_table, write_analysis
-    from ..bundle_writer import BundleWriter
-    from ..datasets import discover
-    from ..engine import analyze_images
+    from ..analytics.fit import analyze_table
+    from ..bundle.manifest import write_analysis
+    from ..bundle.writer import BundleWriter
+    from ..data.datasets import discover
+    from ..engine.inference import analyze_images
     from ..errors import ConfigurationError
     from ._common import load, print_scores, versions
 

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..executors import add_arguments, scaled_run
 from ..progress import Progress
+from ..scale.run import add_arguments, scaled_run
 from ._common import add_model_arguments
 
 HELP = "estimate IoU and novelty of a new region against a reference analysis bundle"
@@ -36,11 +36,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     """Discover -> engine -> reference space -> estimate bundle; returns the figures."""
-    from ..analysis import estimate_table, write_estimate
-    from ..bundle_reader import Bundle
-    from ..bundle_writer import BundleWriter
-    from ..datasets import discover
-    from ..engine import analyze_images
+    from ..analytics.apply import estimate_table
+    from ..bundle.manifest import write_estimate
+    from ..bundle.reader import Bundle
+    from ..bundle.writer import BundleWriter
+    from ..data.datasets import discover
+    from ..engine.inference import analyze_images
     from ..errors import ConfigurationError
     from ._common import load, print_scores, versions
 

@@ -32,9 +32,9 @@ def encoder_path(out: Path) -> Path:
 
 def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     """Export both networks; returns their paths (and the check's maximum differences)."""
-    from ..backends import export_onnx
-    from ..engine import check_patch_size
-    from ..models import load_model
+    from ..engine.inference import check_patch_size
+    from ..model.backends import export_onnx
+    from ..model.models import load_model
 
     model = load_model(args.model)
     check_patch_size(args.patch_size, None, model)
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
 def _check(model: Any, out: Path, enc: Path, size: int, pooling: str) -> dict[str, float]:
     import numpy as np
 
-    from ..backends import OnnxBackend, TorchBackend
+    from ..model.backends import OnnxBackend, TorchBackend
 
     x = np.random.default_rng(0).random((2, model.in_channels, size, size), np.float32)
     tp, te = TorchBackend(model, pooling=pooling).run(x)

@@ -27,7 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     """Write the task layer; returns the counts per task."""
-    from ..tasks import export_tasks
+    from ..bundle.tasks import export_tasks
 
     fmt = args.format or ("geojson" if args.out.suffix.lower() in (".geojson", ".json")
                           else "gpkg")

@@ -28,7 +28,7 @@ def summarize(path: Path) -> dict[str, Any]:
     """Summarise a bundle as one JSON-able dict."""
     import numpy as np
 
-    from ..bundle_reader import Bundle
+    from ..bundle.reader import Bundle
 
     b = Bundle(path)
     m = b.manifest

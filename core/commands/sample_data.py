@@ -23,7 +23,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     """Write the sample data; returns the folders and tile counts."""
-    from ..sample_data import HELD_OUT, REGIONS, SMALL_TILES, write_sample_data
+    from ..sample.generate import HELD_OUT, REGIONS, SMALL_TILES, write_sample_data
 
     tiles = SMALL_TILES if args.small else args.tiles
     progress.stage("sample-data", tiles * (len(REGIONS) + len(HELD_OUT)))

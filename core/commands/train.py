@@ -43,10 +43,10 @@ def _replaceable(out: Path) -> bool:
 
 def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     """Train; returns the model folder, validation IoU and seconds."""
-    from ..datasets import discover
+    from ..data.datasets import discover
     from ..errors import ConfigurationError
-    from ..models import save_model
-    from ..training import preset, train
+    from ..model.models import save_model
+    from ..model.training import preset, train
 
     out: Path = args.out
     if not _replaceable(out):

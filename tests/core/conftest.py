@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.transform import from_origin
-from segexplain.core.sample_data import write_sample_data
+from segexplain.core.sample.generate import write_sample_data
 
 CRS_UTM = "EPSG:32633"
 ORIGIN = (500000.0, 5300000.0)

@@ -1,11 +1,13 @@
 import numpy as np
 import pytest
-from segexplain.core.analysis import analyze_table, estimate_table, write_analysis, write_estimate
-from segexplain.core.bundle_reader import Bundle
-from segexplain.core.bundle_writer import BundleWriter
+from segexplain.core.analytics.apply import estimate_table
+from segexplain.core.analytics.estimators import MLPIoUEstimator, build_features
+from segexplain.core.analytics.fit import analyze_table
+from segexplain.core.bundle.manifest import write_analysis, write_estimate
+from segexplain.core.bundle.reader import Bundle
+from segexplain.core.bundle.writer import BundleWriter
 from segexplain.core.errors import BundleError, ConfigurationError
-from segexplain.core.estimators import MLPIoUEstimator, build_features
-from segexplain.core.synthetic import synthetic_table
+from segexplain.core.sample.synthetic import synthetic_table
 
 
 @pytest.fixture(scope="module")
@@ -113,9 +115,9 @@ def test_estimate_runs_without_sklearn_or_torch(reference):
     code = (
         "import sys, json\n"
         "sys.modules['sklearn'] = None; sys.modules['torch'] = None  # any import fails\n"
-        "from segexplain.core.analysis import estimate_table\n"
-        "from segexplain.core.bundle_reader import Bundle\n"
-        "from segexplain.core.synthetic import synthetic_table\n"
+        "from segexplain.core.analytics.apply import estimate_table\n"
+        "from segexplain.core.bundle.reader import Bundle\n"
+        "from segexplain.core.sample.synthetic import synthetic_table\n"
         "t = synthetic_table(n_images=2, grid=2, dim=24, seed=9, split='new')\n"
         f"e = estimate_table(t, Bundle({str(b.path)!r}))\n"
         "print(json.dumps([e.est_iou.tolist(), e.novelty_pct.tolist()]))\n")

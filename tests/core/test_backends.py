@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from segexplain.core.backends import (
+from segexplain.core.cli import main
+from segexplain.core.errors import ConfigurationError
+from segexplain.core.model.backends import (
     OnnxBackend,
     TorchBackend,
     make_backend,
     onnx_cache_path,
     resolve_backend,
 )
-from segexplain.core.cli import main
-from segexplain.core.errors import ConfigurationError
-from segexplain.core.models import as_loaded, build_model, load_model, save_model
+from segexplain.core.model.models import as_loaded, build_model, load_model, save_model
 
 S = 64
 

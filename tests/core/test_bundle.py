@@ -4,11 +4,12 @@ import sqlite3
 
 import numpy as np
 import pytest
-from segexplain.core.analysis import analyze_table, write_analysis
-from segexplain.core.bundle_reader import Bundle, read_manifest
-from segexplain.core.bundle_writer import BundleWriter, est_iou_raster, write_float_raster
+from segexplain.core.analytics.fit import analyze_table
+from segexplain.core.bundle.manifest import write_analysis
+from segexplain.core.bundle.reader import Bundle, read_manifest
+from segexplain.core.bundle.writer import BundleWriter, est_iou_raster, write_float_raster
 from segexplain.core.errors import BundleError, ConfigurationError, IncompleteBundleError
-from segexplain.core.synthetic import synthetic_table
+from segexplain.core.sample.synthetic import synthetic_table
 
 
 @pytest.fixture(scope="module")

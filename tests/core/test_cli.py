@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from segexplain.core.bundle_reader import Bundle
+from segexplain.core.bundle.reader import Bundle
 from segexplain.core.cli import main
 
 pytestmark = pytest.mark.slow
@@ -125,7 +125,7 @@ def test_truncated_bundle_refused_by_info(run, tmp_path, capsys):
 
 
 def test_estimate_refuses_other_model(run, tmp_path, capsys):
-    from segexplain.core.models import LoadedModel, build_model, save_model
+    from segexplain.core.model.models import LoadedModel, build_model, save_model
 
     where, ref, _ = run
     other = LoadedModel(build_model("unet", "resnet18", 3, 1), "unet", "resnet18", 3, 1)
@@ -163,7 +163,7 @@ def test_killed_run_never_looks_complete(run, tmp_path, sig):
         with pytest.raises(BundleError):
             Bundle(partial[0])
         # the next run of the same output clears the dead run's leftovers
-        from segexplain.core.bundle_writer import BundleWriter
+        from segexplain.core.bundle.writer import BundleWriter
 
         with BundleWriter(out) as writer:
             assert writer.partial.is_dir()
@@ -173,7 +173,7 @@ def test_killed_run_never_looks_complete(run, tmp_path, sig):
 
 def test_analyze_a_checkpoint_with_its_architecture(tiny_run, tmp_path):
     import torch
-    from segexplain.core.models import build_model
+    from segexplain.core.model.models import build_model
 
     ckpt = tmp_path / "unet-resnet18.pt"
     torch.save(build_model("unet", "resnet18", 3, 1).state_dict(), ckpt)

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from segexplain.core.clustering import LatentClustering, cluster_table, knee_point
+from segexplain.core.analytics.clustering import LatentClustering, cluster_table, knee_point
 from segexplain.core.errors import ConfigurationError
 
 

@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 import pytest
-from segexplain.core.datasets import ImagePair, discover, region_and_tile
+from segexplain.core.data.datasets import ImagePair, discover, region_and_tile
 from segexplain.core.errors import (
     ConfigurationError,
     EmptyInputError,

@@ -1,4 +1,4 @@
-"""Tiles, executors, resume and worker faults (core/tiles.py, core/executors.py).
+"""Tiles, executors, resume and worker faults (core/scale/tiles.py, core/scale/executors.py).
 
 Real parts throughout: the session's tiny sample data and model, local Dask clusters on
 127.0.0.1, real kills (SIGKILL of the command line, of a Dask worker process).
@@ -18,17 +18,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from segexplain.core.bundle_reader import Bundle, read_table
+from segexplain.core.bundle.reader import Bundle, read_table
+from segexplain.core.engine.records import ImageRecord, PatchTable
 from segexplain.core.errors import ClusterError, ConfigurationError
-from segexplain.core.executors import (
+from segexplain.core.progress import Progress
+from segexplain.core.scale.executors import (
     DaskExecutor,
     InProcessExecutor,
     make_executor,
-    work_dir_for,
 )
-from segexplain.core.progress import Progress
-from segexplain.core.records import ImageRecord, PatchTable
-from segexplain.core.tiles import (
+from segexplain.core.scale.run import work_dir_for
+from segexplain.core.scale.tiles import (
     load_tile,
     read_tile_meta,
     run_tiles,
@@ -54,7 +54,7 @@ def cli(*args, timeout=600):
 
 
 def train_pairs(tiny_run):
-    from segexplain.core.datasets import discover
+    from segexplain.core.data.datasets import discover
 
     return discover(tiny_run.data / "train", None, require_labels=True)
 
@@ -194,7 +194,7 @@ def test_executor_options():
 
 
 def test_gpu_workers_get_one_device_each():
-    from segexplain.core.executors import gpu_worker_options
+    from segexplain.core.scale.executors import gpu_worker_options
 
     opts = gpu_worker_options(3, ["0", "1"])
     assert [o["env"]["CUDA_VISIBLE_DEVICES"] for o in opts.values()] == ["0", "1", "0"]
@@ -229,7 +229,7 @@ def test_unreachable_scheduler_is_one_clear_error():
 # -- in-process tiles (real engine, seconds) --------------------------------------------
 
 def test_tiles_in_process_equal_engine_and_resume(tiny_run, tmp_path):
-    from segexplain.core.engine import analyze_images
+    from segexplain.core.engine.inference import analyze_images
 
     pairs = train_pairs(tiny_run)
     ref = analyze_images(pairs, tiny_run.model, raster_dir=tmp_path / "ref", **ENGINE)
@@ -260,8 +260,8 @@ def test_tiles_in_process_equal_engine_and_resume(tiny_run, tmp_path):
 
 def test_tiles_match_engine_on_mixed_images(tiny_run, tmp_path):
     """A mostly-nodata image (skipped), an unlabelled one, one in another CRS."""
-    from segexplain.core.datasets import ImagePair
-    from segexplain.core.engine import analyze_images
+    from segexplain.core.data.datasets import ImagePair
+    from segexplain.core.engine.inference import analyze_images
 
     first = train_pairs(tiny_run)[0]
     with rasterio.open(first.image) as src:
@@ -310,8 +310,8 @@ def test_tiles_match_engine_on_mixed_images(tiny_run, tmp_path):
 def test_scaled_run_keeps_the_work_folder_only_on_failure(tiny_run, tmp_path):
     from argparse import Namespace
 
-    from segexplain.core.executors import scaled_run
-    from segexplain.core.models import load_model
+    from segexplain.core.model.models import load_model
+    from segexplain.core.scale.run import scaled_run
 
     args = Namespace(out=tmp_path / "x.segx", workers=None, scheduler=None, resume=False)
     with scaled_run(args, Progress("none")) as run:
@@ -405,7 +405,7 @@ def test_sigkilled_run_resumes_without_recomputing(tiny_run, reference_bundle, t
 @pytest.mark.slow
 def test_killed_dask_worker_still_completes_every_tile(tiny_run, tmp_path):
     import psutil
-    from segexplain.core.engine import analyze_images
+    from segexplain.core.engine.inference import analyze_images
 
     pairs = train_pairs(tiny_run)[:6]
 

@@ -11,13 +11,13 @@ import rasterio
 import torch
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
-from segexplain.core.datasets import ImagePair
-from segexplain.core.engine import analyze_images, iter_batches
+from segexplain.core.data.datasets import ImagePair
+from segexplain.core.engine.inference import analyze_images, iter_batches
+from segexplain.core.engine.metrics import confusion_counts, iou_from_counts
+from segexplain.core.engine.records import METRIC_COLUMNS, UNCERTAINTY_COLUMNS
 from segexplain.core.errors import ConfigurationError, EmptyInputError
-from segexplain.core.metrics import confusion_counts, iou_from_counts
-from segexplain.core.models import as_loaded, build_model
+from segexplain.core.model.models import as_loaded, build_model
 from segexplain.core.progress import Progress
-from segexplain.core.records import METRIC_COLUMNS, UNCERTAINTY_COLUMNS
 
 CRS_ = CRS.from_epsg(32633)
 TRANSFORM = from_origin(400000.0, 5400000.0, 0.5, 0.5)
@@ -197,8 +197,8 @@ def test_unlabelled_imagery(model, tmp_path):
 
 
 def test_results_are_handed_on_per_batch(model, pair):
-    from segexplain.core.backends import make_backend
-    from segexplain.core.engine import _open_images
+    from segexplain.core.engine.inference import _open_images
+    from segexplain.core.model.backends import make_backend
 
     images = _open_images([pair], model, S, S, 0.5, None, Progress("none"))
     be = make_backend(model, "torch", patch_size=S)

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
-from segexplain.core.errors import ConfigurationError, EmptyInputError
-from segexplain.core.estimators import (
+from segexplain.core.analytics.estimators import (
     MLPIoUEstimator,
     build_features,
     cross_validate,
@@ -9,6 +8,7 @@ from segexplain.core.estimators import (
     mlp_forward,
     regression_scores,
 )
+from segexplain.core.errors import ConfigurationError, EmptyInputError
 
 
 def _problem(n=400, seed=0):

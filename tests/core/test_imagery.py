@@ -4,7 +4,9 @@ import threading
 
 import numpy as np
 import pytest
-from segexplain.core.datasets import ImagePair
+from segexplain.core.data.datasets import ImagePair
+from segexplain.core.data.imagery import open_source
+from segexplain.core.data.windows import PatchWindow
 from segexplain.core.errors import (
     ConfigurationError,
     EmptyInputError,
@@ -12,9 +14,7 @@ from segexplain.core.errors import (
     MissingCRSError,
     UnreadableFileError,
 )
-from segexplain.core.imagery import open_source
 from segexplain.core.progress import Progress
-from segexplain.core.windows import PatchWindow
 from shapely.geometry import box
 
 from .conftest import ORIGIN, RES, write_tif, write_vector

@@ -4,6 +4,8 @@ import shapely
 from pyproj import Transformer
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
+from segexplain.core.data.labels import Grid, RasterLabel, VectorLabel, open_label, to_mask
+from segexplain.core.data.windows import PatchWindow, patch_windows
 from segexplain.core.errors import (
     GridMismatchError,
     LabelValueError,
@@ -11,8 +13,6 @@ from segexplain.core.errors import (
     NoOverlapError,
     UnreadableFileError,
 )
-from segexplain.core.labels import Grid, RasterLabel, VectorLabel, open_label, to_mask
-from segexplain.core.windows import PatchWindow, patch_windows
 from shapely.geometry import Polygon, box
 
 from .conftest import CRS_UTM, ORIGIN, RES, TRANSFORM, write_tif, write_vector

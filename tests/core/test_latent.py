@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
+from segexplain.core.analytics.latent import LatentPCA, plane_grid, project
 from segexplain.core.errors import ConfigurationError, EmptyInputError
-from segexplain.core.latent import LatentPCA, plane_grid, project
 
 
 def _data(n=600, d=40, seed=0):
@@ -80,7 +80,7 @@ def test_l2_normalised_pca_is_pca_of_unit_vectors():
 
 
 def test_whiten_drops_empty_components():
-    from segexplain.core.latent import whiten
+    from segexplain.core.analytics.latent import whiten
 
     lat = np.array([[1.0, 2.0, 3.0], [3.0, 4.0, 5.0]], np.float32)
     w = whiten(lat, np.array([0.25, 0.04, 0.0]))

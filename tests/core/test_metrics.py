@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from segexplain.core.errors import ConfigurationError
-from segexplain.core.metrics import (
+from segexplain.core.engine.metrics import (
     confusion_counts,
     iou_from_counts,
     overall_iou,
     patch_metrics,
     uncertainty,
 )
+from segexplain.core.errors import ConfigurationError
 
 
 def _masks():

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from segexplain.core.errors import ModelLoadError, UnreadableFileError
-from segexplain.core.models import (
+from segexplain.core.model.models import (
     EncoderNet,
     ExplainNet,
     as_loaded,

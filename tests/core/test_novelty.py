@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from segexplain.core.novelty import KNNNovelty, auroc, knn_distance, percentile_of
+from segexplain.core.analytics.novelty import KNNNovelty, auroc, knn_distance, percentile_of
 
 
 def test_knn_distance_matches_sklearn_and_chunks():

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import rasterio
 from segexplain.core.cli import main
-from segexplain.core.datasets import discover
+from segexplain.core.data.datasets import discover
+from segexplain.core.data.imagery import open_source
 from segexplain.core.errors import ConfigurationError
-from segexplain.core.imagery import open_source
-from segexplain.core.sample_data import make_tile, write_sample_data
-from segexplain.core.sample_scenes import HELD_OUT, REGIONS
+from segexplain.core.sample.generate import make_tile, write_sample_data
+from segexplain.core.sample.scenes import HELD_OUT, REGIONS
 from shapely.geometry import box
 
 TRAIN_REGIONS = ["metro", "suburb", "farmland", "alpine", "industrial"]

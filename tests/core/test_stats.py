@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-from segexplain.core.stats import pixel_figures, run_statistics
-from segexplain.core.synthetic import synthetic_table
+from segexplain.core.analytics.stats import pixel_figures, run_statistics
+from segexplain.core.sample.synthetic import synthetic_table
 
 
 def test_pixel_figures_sum_counts_not_means():

@@ -7,9 +7,9 @@ import pytest
 import rasterio
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
-from segexplain.core.metrics import confusion_counts
-from segexplain.core.stitch import NODATA, StripStitcher, confusion_codes
-from segexplain.core.windows import patch_windows
+from segexplain.core.data.windows import patch_windows
+from segexplain.core.engine.metrics import confusion_counts
+from segexplain.core.engine.stitch import NODATA, StripStitcher, confusion_codes
 
 CRS_ = CRS.from_epsg(32633)
 TRANSFORM = from_origin(400000.0, 5400000.0, 0.3, 0.3)

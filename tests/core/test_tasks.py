@@ -2,11 +2,12 @@ import json
 
 import numpy as np
 import pytest
-from segexplain.core.analysis import analyze_table, write_analysis
-from segexplain.core.bundle_writer import BundleWriter
+from segexplain.core.analytics.fit import analyze_table
+from segexplain.core.bundle.manifest import write_analysis
+from segexplain.core.bundle.tasks import assign_tasks, export_tasks
+from segexplain.core.bundle.writer import BundleWriter
 from segexplain.core.errors import ConfigurationError
-from segexplain.core.synthetic import synthetic_table
-from segexplain.core.tasks import assign_tasks, export_tasks
+from segexplain.core.sample.synthetic import synthetic_table
 
 
 def test_assign_tasks_rules():

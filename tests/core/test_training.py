@@ -9,12 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 from segexplain.core.cli import main
-from segexplain.core.datasets import discover
+from segexplain.core.data.datasets import discover
+from segexplain.core.data.imagery import open_source
 from segexplain.core.errors import ConfigurationError
-from segexplain.core.imagery import open_source
-from segexplain.core.models import load_model
-from segexplain.core.sample_data import write_sample_data
-from segexplain.core.training import (
+from segexplain.core.model.models import load_model
+from segexplain.core.model.training import (
     WeightAverage,
     augment,
     bce_dice_loss,
@@ -22,6 +21,7 @@ from segexplain.core.training import (
     preset,
     validation_windows,
 )
+from segexplain.core.sample.generate import write_sample_data
 
 
 def test_augment_keeps_image_label_and_valid_aligned():

@@ -2,14 +2,14 @@ import numpy as np
 import pytest
 from affine import Affine
 from rasterio.transform import from_origin
-from segexplain.core.errors import ConfigurationError, EmptyInputError
-from segexplain.core.windows import (
+from segexplain.core.data.windows import (
     PatchWindow,
     check_patch_params,
     patch_windows,
     window_bounds,
     window_footprint,
 )
+from segexplain.core.errors import ConfigurationError, EmptyInputError
 
 
 def coverage(height, width, wins):

@@ -15,7 +15,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QCoreApplication, QEvent
 from qgis.PyQt.QtWidgets import QDockWidget, QToolBar
-from segexplain.core.bundle_reader import Bundle
+from segexplain.core.bundle.reader import Bundle
 from segexplain.segexplain_qgis import layers
 from segexplain.segexplain_qgis.dock import ExplorerDock
 from segexplain.segexplain_qgis.plugin import MENU, BundleDropHandler, bundle_folder_of

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigurationError, EmptyInputError
+from ..errors import ConfigurationError, EmptyInputError
 
 
 def knee_point(curve: np.ndarray) -> int:

@@ -20,11 +20,11 @@ from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
+from ..engine.records import ImageRecord
+from ..errors import ConfigurationError, EmptyInputError, MissingCRSError, UnreadableFileError
+from ..progress import Progress
 from .datasets import ImagePair
-from .errors import ConfigurationError, EmptyInputError, MissingCRSError, UnreadableFileError
 from .labels import Grid, RasterLabel, VectorLabel, open_label
-from .progress import Progress
-from .records import ImageRecord
 from .windows import PatchWindow, patch_windows
 
 #: Longest side of the decimated read used for statistics and the nodata map.

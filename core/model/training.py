@@ -39,12 +39,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional alias
 
+from ..data.windows import PatchWindow
+from ..engine.metrics import overall_iou
+from ..errors import CancelledError, ConfigurationError, EmptyInputError
+from ..progress import NULL_PROGRESS, Progress
 from .backends import default_threads
-from .errors import CancelledError, ConfigurationError, EmptyInputError
-from .metrics import overall_iou
 from .models import LoadedModel, as_loaded, build_model
-from .progress import NULL_PROGRESS, Progress
-from .windows import PatchWindow
 
 
 @dataclass
@@ -277,7 +277,7 @@ def train(train_pairs: Sequence[Any], val_pairs: Sequence[Any], cfg: TrainConfig
 
     `cancel`, when given, is a callable checked between steps; True cancels the run.
     """
-    from .imagery import open_source
+    from ..data.imagery import open_source
 
     check_config(cfg)
     if not train_pairs:

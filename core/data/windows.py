@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from affine import Affine
 from shapely.geometry import Polygon
 
-from .errors import ConfigurationError, EmptyInputError
+from ..errors import ConfigurationError, EmptyInputError
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,9 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
-from .errors import ConfigurationError
-from .sample_render import GSD, Scene, render
-from .sample_scenes import HELD_OUT, REGIONS
+from ..errors import ConfigurationError
+from .render import GSD, Scene, render
+from .scenes import HELD_OUT, REGIONS
 
 #: CRS of the sample tiles (UTM zone 33N).
 SAMPLE_CRS = "EPSG:32633"

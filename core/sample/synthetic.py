@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .records import ImageRecord, PatchTable
+from ..engine.records import ImageRecord, PatchTable
 
 SYNTHETIC_CRS = "EPSG:32633"
 

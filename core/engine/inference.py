@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from .backends import Backend, make_backend
-from .errors import ConfigurationError, EmptyInputError
+from ..errors import ConfigurationError, EmptyInputError
+from ..model.backends import Backend, make_backend
+from ..model.models import POOLINGS, LoadedModel, as_loaded
+from ..progress import NULL_PROGRESS, Progress
 from .metrics import THRESHOLD, check_convention, patch_metrics
-from .models import POOLINGS, LoadedModel, as_loaded
-from .progress import NULL_PROGRESS, Progress
 from .records import METRIC_COLUMNS, ImageRecord, PatchTable
 from .stitch import StripStitcher, window_bounds
 
@@ -119,7 +119,7 @@ def _check_bands(pair: Any, model: LoadedModel, bands: Sequence[int] | None) -> 
 def _open_images(pairs: Sequence[Any], model: LoadedModel, patch_size: int, stride: int,
                  min_valid: float, bands: Sequence[int] | None,
                  progress: Progress) -> list[_Image]:
-    from .imagery import open_source
+    from ..data.imagery import open_source
 
     opened: list[_Image] = []
     names: set[str] = set()
@@ -263,7 +263,7 @@ def _analyze(images: list[_Image], lm: LoadedModel, *, patch_size: int, iou_conv
     if bs < 1:
         raise ConfigurationError(f"batch size {batch_size}: expected at least 1")
 
-    from .windows import window_footprint
+    from ..data.windows import window_footprint
 
     total = sum(len(im.windows) for im in images)
     progress.stage("infer", total)

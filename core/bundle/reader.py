@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BundleError, IncompleteBundleError
+from ..errors import BundleError, IncompleteBundleError
 
 SCHEMA = "segexplain-bundle"
 SCHEMA_VERSION = 1

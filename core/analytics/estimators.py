@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigurationError, EmptyInputError
+from ..errors import ConfigurationError, EmptyInputError
 
 #: Uncertainty features of the ``full`` estimator, in order.
 UNCERTAINTY_FEATURES = ("entropy", "confidence", "uncertain_frac", "pred_frac")

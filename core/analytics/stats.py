@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .records import ImageRecord, PatchTable
+from ..engine.records import ImageRecord, PatchTable
 
 
 def pixel_figures(counts: Iterable[Mapping[str, int]]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
 from .records import IOU_CONVENTIONS
 
 #: Probability at or above which a pixel is predicted as building.

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from shapely.geometry import LineString
 
-from .sample_render import OBJECT, Scene, m, rect
+from .render import OBJECT, Scene, m, rect
 
 RGB = tuple[float, float, float]
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import ConfigurationError, EmptyInputError
+from ..errors import ConfigurationError, EmptyInputError
 
 #: rows per chunk when streaming embeddings (8192 x 512 float64 = 32 MiB)
 CHUNK_ROWS = 8192

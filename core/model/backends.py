@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
+from ..progress import NULL_PROGRESS, Progress
 from .models import EncoderNet, ExplainNet, LoadedModel
-from .progress import NULL_PROGRESS, Progress
 
 BACKENDS = ("auto", "torch", "cuda", "cpu", "onnx")
 ONNX_OPSET = 17

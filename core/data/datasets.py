@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import (
+from ..errors import (
     ConfigurationError,
     EmptyInputError,
     MissingLabelError,

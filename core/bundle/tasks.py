@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from .bundle_reader import Bundle
-from .bundle_writer import _ogr, write_gpkg_layer
-from .errors import ConfigurationError, UnreadableFileError
+from ..errors import ConfigurationError, UnreadableFileError
+from .reader import Bundle
+from .writer import _ogr, write_gpkg_layer
 
 TASKS = ("map", "skip", "check")
 TASK_FIELDS = {"patch_id": "int64", "image": "text", "region": "text", "task": "text",

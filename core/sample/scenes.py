@@ -18,7 +18,7 @@ from affine import Affine
 from rasterio import features
 from shapely.geometry import LineString, Polygon, shape
 
-from .sample_objects import (
+from .objects import (
     ASPHALT,
     CAR_COLOURS,
     CONCRETE,
@@ -40,7 +40,7 @@ from .sample_objects import (
     pool,
     street_grid,
 )
-from .sample_render import (
+from .render import (
     BUILDING,
     OBJECT,
     Scene,

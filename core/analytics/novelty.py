@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import ConfigurationError, EmptyInputError
+from ..errors import ConfigurationError, EmptyInputError
 
 #: distance-matrix elements per chunk (16 M float32 = 64 MiB)
 CHUNK_ELEMS = 1 << 24

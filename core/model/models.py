@@ -27,8 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import ConfigurationError, ModelLoadError, UnreadableFileError
-from .files import file_sha256
+from ..errors import ConfigurationError, ModelLoadError, UnreadableFileError
+from ..files import file_sha256
 
 #: Pooling of the bottleneck feature map into the embedding vector.
 POOLINGS = ("avg", "max", "avgmax")

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from .bundle_reader import GPKG, MANIFEST, SCHEMA, SCHEMA_VERSION
-from .errors import ConfigurationError, UnreadableFileError
-from .files import cleanup_partials, file_sha256
-from .records import ImageRecord, PatchTable
+from ..engine.records import ImageRecord, PatchTable
+from ..errors import ConfigurationError, UnreadableFileError
+from ..files import cleanup_partials, file_sha256
+from .reader import GPKG, MANIFEST, SCHEMA, SCHEMA_VERSION
 
 #: patches-layer fields in order: name -> OGR kind ("int", "int64", "real", "text")
 PATCH_FIELDS: dict[str, str] = {

@@ -22,14 +22,14 @@ from rasterio.windows import Window
 from shapely import wkb
 from shapely.geometry import box
 
-from .datasets import is_vector
-from .errors import (
+from ..errors import (
     GridMismatchError,
     LabelValueError,
     MissingCRSError,
     NoOverlapError,
     UnreadableFileError,
 )
+from .datasets import is_vector
 from .windows import PatchWindow, window_bounds
 
 #: Largest number of pixels checked in full when a raster label is opened.

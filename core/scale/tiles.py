@@ -4,7 +4,7 @@ A tile is one image of the data set (an Inria tile is 5000 x 5000 px). `run_tile
 analyses one image with `engine.analyze_images` (the model is loaded once per process
 and cached by path and file state) and persists the tile's `PatchTable` to
 `WORK/tiles/<name>.npz`; `run_tiles` maps `run_tile` over the images with an executor
-(`core.executors`: in-process, a local Dask cluster or an existing one) and concatenates
+(`core.scale.executors`: in-process, a local Dask cluster or an existing one) and concatenates
 the tiles in the original order, so its result is the one `analyze_images(pairs, ...)`
 gives in one process: same columns and rows, embeddings within floating-point tolerance
 (thread counts change summation order), same rasters.
@@ -37,9 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BundleError, ConfigurationError, EmptyInputError
-from .progress import NULL_PROGRESS, Progress
-from .records import ImageRecord, PatchTable
+from ..engine.records import ImageRecord, PatchTable
+from ..errors import BundleError, ConfigurationError, EmptyInputError
+from ..progress import NULL_PROGRESS, Progress
 
 #: Version of the tile file layout; a resumed run recomputes tiles of another version.
 TILE_FORMAT = 1
@@ -63,7 +63,7 @@ def _file_state(path: Path) -> tuple[Any, ...]:
 
 def cached_model(model_path: str | Path) -> Any:
     """Load the model at `model_path` once per process (cached by path and file state)."""
-    from .models import load_model
+    from ..model.models import load_model
 
     p = Path(model_path).resolve()
     key = (str(p), _file_state(p))
@@ -194,7 +194,7 @@ def run_tile(pair: Any, model_path: str | Path, engine_kwargs: Mapping[str, Any]
     the tile file appears, so a tile file always has complete rasters (a killed attempt
     leaves only a stray tmp folder).
     """
-    from .engine import analyze_images
+    from ..engine.inference import analyze_images
 
     start = time.perf_counter()
     unknown = set(engine_kwargs) - set(ENGINE_KEYS)
@@ -272,7 +272,7 @@ def run_tiles(pairs: Sequence[Any], model_path: str | Path, engine_kwargs: Mappi
               model_sha256: str | None = None) -> PatchTable:
     """Analyse `pairs` tile by tile on `executor`; the table `analyze_images` would give.
 
-    `executor` is a `core.executors` executor (default: in-process). With `resume`,
+    `executor` is a `core.scale.executors` executor (default: in-process). With `resume`,
     tiles already persisted in `work_dir` with the same key are read back instead of
     computed. Rasters stay in `work_dir/rasters` (see `publish_rasters`).
     """
