@@ -52,6 +52,17 @@ def selection_stats(sessions: Sequence[BundleSession]) -> str:
     return " | ".join(parts)
 
 
+def selected_title(n: int) -> str:
+    """Gallery title of a selection of `n` patches."""
+    return f"{n} selected patch{'es' if n != 1 else ''}"
+
+
+def cluster_title(cluster: int, size: int) -> str:
+    """Gallery title of a cluster's representatives."""
+    name = "noise" if cluster < 0 else f"cluster {cluster}"
+    return f"{name}: {size} patches, representatives"
+
+
 def reference_warning(s: BundleSession, base: BundleSession) -> str | None:
     """A warning when `s` was estimated against another bundle than `base`, else None."""
     ref = s.bundle.manifest.get("reference")

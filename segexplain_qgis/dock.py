@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 from qgis.core import Qgis, QgsProject
+from qgis.gui import QgisInterface, QgsMapCanvas
 from qgis.PyQt.QtCore import Qt, pyqtSignal
+from qgis.PyQt.QtGui import QCloseEvent
 from qgis.PyQt.QtWidgets import (
     QComboBox,
     QDockWidget,
@@ -35,7 +37,9 @@ from .brushes import simplify_path
 from .captions import (
     axis_labels,
     bundles_title,
+    cluster_title,
     reference_warning,
+    selected_title,
     selection_stats,
     tooltip_text,
 )
@@ -56,7 +60,7 @@ class ExplorerDock(QDockWidget):
 
     closed = pyqtSignal()
 
-    def __init__(self, iface, parent: QWidget | None = None) -> None:
+    def __init__(self, iface: QgisInterface | None, parent: QWidget | None = None) -> None:
         super().__init__("segexplain explorer", parent)
         self.setObjectName("SegexplainExplorerDock")
         self.iface = iface
@@ -65,7 +69,7 @@ class ExplorerDock(QDockWidget):
         self.selections = SelectionGroup()
         self._unsubscribe: dict[str, Callable[[], None]] = {}
         self._closing = False
-        self._glow = SelectionGlow(iface.mapCanvas() if iface is not None else None)
+        self._glow = SelectionGlow(self.canvas)
         self._build()
         self.project.layersWillBeRemoved.connect(self._layers_will_be_removed)
         self._project_connected = True
@@ -166,7 +170,7 @@ class ExplorerDock(QDockWidget):
         else:
             self.scatter.set_overlay(s.key, s.x, s.y)
             warning = reference_warning(s, self.base) if self.base is not None else None
-            if warning:
+            if warning and self.iface is not None:
                 self.iface.messageBar().pushMessage("segexplain", warning, duration=10,
                                                     level=Qgis.MessageLevel.Warning)
         self._refresh_color_choices()
@@ -203,10 +207,7 @@ class ExplorerDock(QDockWidget):
         self.gallery.remove_source(s.key)
         s.close()
         if was_base:
-            for o in list(self.scatter.overlays):
-                self.scatter.remove_overlay(o)
-            self.scatter.set_points(np.zeros(0), np.zeros(0), np.zeros(0, np.int64), [])
-            self.scatter.clear_heatmap()
+            self.scatter.clear()
             self.clusters.clear()
             if self.sessions:  # promote the next bundle to define the plane
                 rest = list(self.sessions)
@@ -229,7 +230,7 @@ class ExplorerDock(QDockWidget):
         finally:
             self._closing = False
 
-    def _layers_will_be_removed(self, ids) -> None:
+    def _layers_will_be_removed(self, ids: list[str]) -> None:
         if self._closing:
             return
         gone = set(ids)
@@ -308,8 +309,7 @@ class ExplorerDock(QDockWidget):
         self._update_stats()
         if gallery_items is None:
             gallery_items = self.selections.selected_items()
-            n = len(gallery_items)
-            gallery_title = f"{n} selected patch{'es' if n != 1 else ''}"
+            gallery_title = selected_title(len(gallery_items))
         self.gallery.set_items(gallery_items, gallery_title or "")
 
     def _update_stats(self) -> None:
@@ -326,7 +326,7 @@ class ExplorerDock(QDockWidget):
     def selected_ids(self, s: BundleSession | None = None) -> np.ndarray:
         """Return the selected patch ids of a bundle (the base by default)."""
         s = s or self.base
-        return np.flatnonzero(s.selected) if s is not None else np.zeros(0, np.int64)
+        return s.selection.ids() if s is not None else np.zeros(0, np.int64)
 
     # -- hover -----------------------------------------------------------------------
     def tooltip_at(self, x: float, y: float, sx: float = 1.0, sy: float = 1.0,
@@ -336,27 +336,32 @@ class ExplorerDock(QDockWidget):
         return None if hit is None else tooltip_text(self.session(hit[0]), hit[1])
 
     # -- map -------------------------------------------------------------------------
+    @property
+    def canvas(self) -> QgsMapCanvas | None:
+        """The QGIS map canvas (None without a QGIS interface)."""
+        return self.iface.mapCanvas() if self.iface is not None else None
+
     def zoom_to_selection(self) -> None:
         """Zoom the map to the selected footprints of every bundle."""
-        zoom_to_selected(self.iface.mapCanvas(), [
-            s.layers.footprints for s in self.sessions
-            if s.layers is not None and s.selected.any()], self.project)
+        if self.canvas is not None:
+            zoom_to_selected(self.canvas, [s.layers.footprints for s in self.sessions
+                                           if s.layers is not None and s.selected.any()],
+                             self.project)
 
     def zoom_to_patches(self, key: str, pids: list[int], scale: float = 1.2) -> None:
         """Zoom the map to the footprints of some patches of one bundle."""
         s = self.session(key)
-        if s.layers is None or s.link is None or not len(pids):
+        if self.canvas is None or s.layers is None or s.link is None or not len(pids):
             return
-        zoom_to_features(self.iface.mapCanvas(), s.layers.footprints,
+        zoom_to_features(self.canvas, s.layers.footprints,
                          [int(s.link.fid_of[p]) for p in pids], self.project, scale)
 
     def zoom_to_patch(self, key: str, pid: int) -> None:
         """Zoom the map to one patch and flash it."""
         self.zoom_to_patches(key, [pid], scale=3.0)
         s = self.session(key)
-        if s.layers is not None and s.link is not None:
-            self.iface.mapCanvas().flashFeatureIds(s.layers.footprints,
-                                                   [int(s.link.fid_of[pid])])
+        if self.canvas is not None and s.layers is not None and s.link is not None:
+            self.canvas.flashFeatureIds(s.layers.footprints, [int(s.link.fid_of[pid])])
 
     @guarded
     def _zoom_clicked(self, *_args) -> None:
@@ -382,9 +387,8 @@ class ExplorerDock(QDockWidget):
         mask = np.asarray(s.columns["cluster"], float) == cluster
         self.selections.only(s.key, mask)
         reps = [r for r in self.clusters.reps.get(cluster, []) if 0 <= r < s.n]
-        name = "noise" if cluster < 0 else f"cluster {cluster}"
         self._refresh_selection([(s.key, r) for r in reps],
-                                f"{name}: {int(mask.sum())} patches, representatives")
+                                cluster_title(cluster, int(mask.sum())))
         self.tabs.setCurrentWidget(self.gallery)
 
     @guarded
@@ -408,7 +412,7 @@ class ExplorerDock(QDockWidget):
             self._project_connected = False
         self.scatter.dispose()
 
-    def closeEvent(self, event):
+    def closeEvent(self, event: QCloseEvent) -> None:
         try:
             self.shutdown()
         finally:

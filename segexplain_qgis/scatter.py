@@ -207,6 +207,13 @@ class LatentScatter(QtWidgets.QWidget):
             item.hide()
             self._spare.append(item)
 
+    def clear(self) -> None:
+        """No points, no overlays, no heatmap."""
+        for key in list(self.overlays):
+            self.remove_overlay(key)
+        self.set_points(np.zeros(0), np.zeros(0), np.zeros(0, np.int64), [])
+        self.clear_heatmap()
+
     def set_highlight(self, x: np.ndarray, y: np.ndarray) -> None:
         """Mark the selected points (a halo under them)."""
         self.highlight.setData(x, y)
