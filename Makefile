@@ -20,7 +20,7 @@ lint: setup
 	$(VENV)/bin/ruff check core segexplain_qgis bench tests __init__.py
 
 typecheck: setup
-	$(VENV)/bin/mypy core
+	$(VENV)/bin/mypy core segexplain_qgis
 
 # Core and plugin tests run in separate processes: the plugin tests load QGIS (and its
 # GDAL) exactly as QGIS does, without the worker's rasterio/torch in the same process.

@@ -38,6 +38,7 @@ from qgis.PyQt.QtWidgets import (
 from ..core.bundle.reader import read_manifest
 from ..core.errors import InputError, SegexplainError
 from . import inputs, settings
+from .settings_dialog import SettingsDialog
 from .worker import CoreTask
 
 IOU_CHOICES = (("zero", "0: both-empty patches count as failures (the paper's choice)"),
@@ -550,7 +551,7 @@ class RunActions:
         return self._show("estimate", lambda: EstimateDialog(self.iface, self.open_bundle))
 
     def show_settings(self, *_args: Any) -> QDialog:
-        return self._show("settings", lambda: settings.SettingsDialog(self.iface))
+        return self._show("settings", lambda: SettingsDialog(self.iface))
 
 
 def project_folder() -> str:
