@@ -29,6 +29,8 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..core.bundle.reader import resolve_bundle_path
+from ..core.engine.records import describe_convention
+from ..core.figures import format_number
 from .clusters import ClusterPanel
 from .gallery import Gallery
 from .scatter import (
@@ -40,7 +42,7 @@ from .scatter import (
     continuous_palette,
 )
 from .selection import combine, nearest_point, points_in_polygon, points_in_rect, simplify_path
-from .session import CATEGORICAL, COLOR_CHOICES, CONVENTION_TEXT, BundleSession
+from .session import CATEGORICAL, COLOR_CHOICES, BundleSession
 from .ui import guarded, show_info
 
 TOOLS = {"rectangle": "rect", "lasso": "lasso", "pan / zoom": "pan"}
@@ -392,7 +394,7 @@ class ExplorerDock(QDockWidget):
         for s in self.sessions:
             count, mean = s.summary()
             what = "IoU" if s.has_labels else "estimated IoU"
-            mean_txt = f"{mean:.3f}" if np.isfinite(mean) else "-"
+            mean_txt = format_number(mean, missing="-")
             prefix = f"{s.name}: " if len(self.sessions) > 1 else ""
             parts.append(f"{prefix}{count} of {s.n} selected, mean {what} {mean_txt}")
         self.stats.setText(" | ".join(parts))
@@ -407,7 +409,7 @@ class ExplorerDock(QDockWidget):
             "  (the first defines the plane; the others are drawn as squares)" if len(names) > 1
             else ""))
         conv = self.base.iou_convention if self.base else "zero"
-        self.convention.setText(f"IoU convention: {conv} ({CONVENTION_TEXT.get(conv, '')})")
+        self.convention.setText(f"IoU convention: {describe_convention(conv)}")
 
     def selected_ids(self, s: BundleSession | None = None) -> np.ndarray:
         """Return the selected patch ids of a bundle (the base by default)."""
@@ -432,7 +434,7 @@ class ExplorerDock(QDockWidget):
 
         def fmt(col: str) -> str:
             v = c.get(col)
-            return f"{float(v[i]):.3f}" if v is not None and np.isfinite(v[i]) else "-"
+            return format_number(v[i] if v is not None else None, missing="-")
 
         cl = c.get("cluster")
         cl_txt = str(int(cl[i])) if cl is not None and np.isfinite(cl[i]) else "-"

@@ -191,7 +191,7 @@ class SettingsDialog(QDialog):
         return task
 
     def _show_report(self, rep: dict) -> None:
-        from ..core.commands.check_env import format_report
+        from ..core.commands.env_report import format_report
 
         self.report = rep
         self.output.setPlainText(format_report(rep))

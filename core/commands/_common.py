@@ -8,6 +8,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from ..figures import format_number
 from ..progress import Progress
 
 
@@ -57,9 +58,6 @@ def print_scores(progress: Progress, title: str, scores: dict[str, Any]) -> None
     for name, s in scores.items():
         if not isinstance(s, dict) or "mae" not in s:
             continue
-        progress.log(f"{title} {name}: MAE {_f(s.get('mae'))}, R2 {_f(s.get('r2'))}, "
-                     f"Spearman {_f(s.get('spearman'))} ({s.get('n', '?')} patches)")
-
-
-def _f(v: Any) -> str:
-    return f"{v:.3f}" if isinstance(v, (int, float)) else "n/a"
+        progress.log(f"{title} {name}: MAE {format_number(s.get('mae'))}, R2 "
+                     f"{format_number(s.get('r2'))}, Spearman "
+                     f"{format_number(s.get('spearman'))} ({s.get('n', '?')} patches)")
