@@ -6,10 +6,13 @@ import argparse
 import importlib
 import platform
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..figures import format_number
 from ..progress import Progress
+
+if TYPE_CHECKING:
+    from ..model.models import LoadedModel
 
 
 def versions() -> dict[str, str]:
@@ -36,7 +39,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint only: input bands of the model")
 
 
-def load(args: argparse.Namespace, progress: Progress) -> Any:
+def load(args: argparse.Namespace, progress: Progress) -> LoadedModel:
     """Load the model folder / checkpoint as a `LoadedModel` (torch imported here)."""
     from ..errors import ModelLoadError
     from ..model.models import load_model
