@@ -66,10 +66,12 @@ class _NoModel:
     """
 
     name = "none"
-    device = "cpu"
 
     def __init__(self, dim: int) -> None:
+        import torch
+
         self.dim = dim
+        self.device = torch.device("cpu")  # the engine reads device.type, as of a real one
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         emb = np.zeros((x.shape[0], self.dim), np.float32)
