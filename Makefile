@@ -16,8 +16,11 @@ resources: resources_rc.py
 resources_rc.py: resources.qrc icons/icon.svg
 	@pyrcc5 -o $@ resources.qrc 2>/dev/null || $(PY) -m PyQt5.pyrcc_main -o $@ resources.qrc
 
+# lint-imports checks the layering contracts in .importlinter (core free of Qt, the plugin
+# free of the worker's packages, the bundle reader on numpy + stdlib, layers, no cycles).
 lint: setup
-	$(VENV)/bin/ruff check core segexplain_qgis bench tests __init__.py
+	$(VENV)/bin/ruff check core segexplain_qgis bench tests scripts __init__.py
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: setup
 	$(VENV)/bin/mypy core segexplain_qgis

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..core.figures import format_number
+
 if TYPE_CHECKING:  # types only: the session module loads QGIS
     from .session import BundleSession
 
@@ -45,7 +47,7 @@ def selection_stats(sessions: Sequence[BundleSession]) -> str:
     parts = []
     for s in sessions:
         count, mean = s.summary()
-        mean_txt = f"{mean:.3f}" if np.isfinite(mean) else "-"
+        mean_txt = format_number(mean, missing="-")
         prefix = f"{s.name}: " if len(sessions) > 1 else ""
         parts.append(f"{prefix}{count} of {s.n} selected, mean {score_name(s.has_labels)} "
                      f"{mean_txt}")
@@ -84,7 +86,7 @@ def tooltip_text(s: BundleSession, i: int) -> str:
 
     def fmt(col: str) -> str:
         v = c.get(col)
-        return f"{float(v[i]):.3f}" if v is not None and np.isfinite(v[i]) else "-"
+        return format_number(v[i] if v is not None else None, missing="-")
 
     cl = c.get("cluster")
     cl_txt = str(int(cl[i])) if cl is not None and np.isfinite(cl[i]) else "-"

@@ -33,6 +33,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..core.bundle.reader import resolve_bundle_path
+from ..core.engine.records import describe_convention
 from .brushes import simplify_path
 from .captions import (
     axis_labels,
@@ -49,7 +50,7 @@ from .gallery import Gallery
 from .map_view import SelectionGlow, zoom_to_features, zoom_to_selected
 from .scatter import LatentScatter
 from .selection import MAP, Selection, SelectionGroup
-from .session import CONVENTION_TEXT, BundleSession
+from .session import BundleSession
 from .ui import guarded, show_info
 
 TOOLS = {"rectangle": "rect", "lasso": "lasso", "pan / zoom": "pan"}
@@ -321,7 +322,7 @@ class ExplorerDock(QDockWidget):
             self.convention.setText("")
             return
         conv = self.base.iou_convention if self.base else "zero"
-        self.convention.setText(f"IoU convention: {conv} ({CONVENTION_TEXT.get(conv, '')})")
+        self.convention.setText(f"IoU convention: {describe_convention(conv)}")
 
     def selected_ids(self, s: BundleSession | None = None) -> np.ndarray:
         """Return the selected patch ids of a bundle (the base by default)."""

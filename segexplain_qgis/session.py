@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -18,26 +17,6 @@ from .selection import MapSync, Selection
 UI_COLUMNS = ("patch_id", "image", "region", "pc1", "pc2", "iou", "est_iou",
               "cluster", "novelty")
 
-CONVENTION_TEXT = {
-    "zero": "both-empty patches count as IoU 0",
-    "one": "both-empty patches count as IoU 1",
-    "exclude": "both-empty patches have no IoU",
-}
-
-
-def table_columns(gpkg: Path, table: str = "patches") -> list[str]:
-    """Column names of a GeoPackage table (empty when unreadable)."""
-    try:
-        con = sqlite3.connect(f"file:{gpkg}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return []
-    try:
-        return [row[1] for row in con.execute(f'PRAGMA table_info("{table}")')]
-    except sqlite3.Error:
-        return []
-    finally:
-        con.close()
-
 
 class BundleSession:
     """A bundle opened in the explorer (read-only on disk)."""
@@ -47,8 +26,7 @@ class BundleSession:
         self.bundle = Bundle(path)
         self.key = str(self.bundle.path)
         self.name = self.bundle.path.name.removesuffix(".segx")
-        cols = read_table(self.bundle.path, "patches",
-                          [c for c in UI_COLUMNS if c in table_columns(self.bundle.gpkg)])
+        cols = read_table(self.bundle.path, "patches", UI_COLUMNS, missing_ok=True)
         for needed in ("patch_id", "pc1", "pc2"):
             if needed not in cols:
                 raise BundleError(f"{self.bundle.gpkg}: the patches layer has no column "

@@ -91,7 +91,7 @@ class SettingsDialog(QDialog):
         return task
 
     def _show_report(self, rep: dict[str, Any]) -> None:
-        from ..core.commands.check_env import format_report
+        from ..core.commands.env_report import format_report
 
         self.report = rep
         self.output.setPlainText(format_report(rep))

@@ -6,9 +6,13 @@ import argparse
 import importlib
 import platform
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..figures import format_number
 from ..progress import Progress
+
+if TYPE_CHECKING:
+    from ..model.models import LoadedModel
 
 
 def versions() -> dict[str, str]:
@@ -35,7 +39,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint only: input bands of the model")
 
 
-def load(args: argparse.Namespace, progress: Progress) -> Any:
+def load(args: argparse.Namespace, progress: Progress) -> LoadedModel:
     """Load the model folder / checkpoint as a `LoadedModel` (torch imported here)."""
     from ..errors import ModelLoadError
     from ..model.models import load_model
@@ -57,9 +61,6 @@ def print_scores(progress: Progress, title: str, scores: dict[str, Any]) -> None
     for name, s in scores.items():
         if not isinstance(s, dict) or "mae" not in s:
             continue
-        progress.log(f"{title} {name}: MAE {_f(s.get('mae'))}, R2 {_f(s.get('r2'))}, "
-                     f"Spearman {_f(s.get('spearman'))} ({s.get('n', '?')} patches)")
-
-
-def _f(v: Any) -> str:
-    return f"{v:.3f}" if isinstance(v, (int, float)) else "n/a"
+        progress.log(f"{title} {name}: MAE {format_number(s.get('mae'))}, R2 "
+                     f"{format_number(s.get('r2'))}, Spearman "
+                     f"{format_number(s.get('spearman'))} ({s.get('n', '?')} patches)")

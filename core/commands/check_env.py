@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..progress import Progress
+from .env_report import format_report
 
 HELP = "report the Python, the worker packages and the device; say what to install"
 
@@ -175,27 +176,6 @@ def report(root: Path | None = None) -> dict[str, Any]:
         "warnings": warnings,
         "ok": not missing and not warnings,
     }
-
-
-def format_report(rep: dict[str, Any]) -> str:
-    """Format the report as a short table for people."""
-    py = rep["python"]
-    lines = [f"Python      {py['version']} ({py['executable']})",
-             f"device      {rep['device']['summary']}"]
-    for info in rep["packages"].values():
-        state = (info["version"] if info["ok"] else info["error"] if info["version"]
-                 else f"MISSING ({info['error']})")
-        lines.append(f"{info['pip']:<28}{state}")
-    ready = [c for c, ok in rep["commands"].items() if ok]
-    lines.append("ready for   " + (", ".join(ready) if ready else "nothing"))
-    for w in rep["warnings"]:
-        lines.append(f"warning: {w}")
-    if rep["install"]:
-        lines.append("to install the missing packages:")
-        lines.extend(f"  {cmd}" for cmd in rep["install"])
-    else:
-        lines.append("all worker packages are installed")
-    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:

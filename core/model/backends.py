@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, DeviceError
 from ..progress import NULL_PROGRESS, Progress
 from .models import EncoderNet, ExplainNet, LoadedModel
 
@@ -72,7 +72,7 @@ def resolve_backend(backend: str) -> str:
     if backend == "torch":
         return "cuda" if cuda else "cpu"
     if backend == "cuda" and not cuda:
-        raise ConfigurationError(
+        raise DeviceError(
             "backend 'cuda' was requested but torch sees no CUDA device; use --backend auto")
     if backend == "onnx" and not onnx_available():
         raise ConfigurationError(
