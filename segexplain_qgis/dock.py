@@ -11,7 +11,7 @@ The dock lays the widgets out and wires them; what is selected lives in `selecti
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -303,7 +303,7 @@ class ExplorerDock(QDockWidget):
         if source == MAP:  # the dock's own changes refresh once, after all bundles
             self._refresh_selection()
 
-    def _refresh_selection(self, gallery_items: list[tuple[str, int]] | None = None,
+    def _refresh_selection(self, gallery_items: Sequence[tuple[str, int]] | None = None,
                            gallery_title: str | None = None) -> None:
         self.scatter.set_highlight(*self.selections.selected_points())
         self._update_stats()

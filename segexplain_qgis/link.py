@@ -1,9 +1,16 @@
 """Selection linked both ways between the latent scatter and a footprint layer.
 
-The fid <-> patch_id mapping is built once on load (from the GeoPackage's primary key
-with sqlite3, falling back to one attribute-only pass over the features). A guard flag
+The fid <-> patch_id mapping is built once on load from the GeoPackage with sqlite3:
+bundles are written with FIDs 1..N in patch_id order, which three indexed look-ups and
+one scan in SQLite confirm (a third of a second for a million patches, no row reaches
+Python); otherwise every (fid, patch_id) pair is read, and as a last resort the
+features are read once through QGIS, attributes only. A guard flag
 breaks the feedback loop: pushing a selection to the layer fires the layer's
 `selectionChanged`, which must not come back to the scatter as a new selection.
+
+The layer's `selectionChanged` reaches a slot without arguments: a Python callable
+taking them would have the sets of selected and deselected ids converted to Python on
+every change (tens of milliseconds for 100,000 ids), only to be ignored.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from qgis.core import QgsFeatureRequest, QgsVectorLayer
+from qgis.PyQt.QtCore import QObject, pyqtSlot
 
 from ..core.errors import BundleError
 
@@ -30,6 +38,8 @@ def fid_mapping_from_gpkg(gpkg: Path, n: int) -> np.ndarray | None:
         if len(pk) != 1:
             return None
         pk_col = pk[0].replace('"', '""')  # a column name from the file itself, quoted
+        if _fids_follow_patch_ids(con, pk_col, n):
+            return np.arange(1, n + 1, dtype=np.int64)
         sql = f'SELECT "{pk_col}", patch_id FROM patches'  # noqa: S608  # nosec B608
         rows = con.execute(sql).fetchall()
     except sqlite3.Error:
@@ -41,6 +51,27 @@ def fid_mapping_from_gpkg(gpkg: Path, n: int) -> np.ndarray | None:
     ok = (arr[:, 1] >= 0) & (arr[:, 1] < n)
     fids[arr[ok, 1]] = arr[ok, 0]
     return fids
+
+
+def _fids_follow_patch_ids(con: sqlite3.Connection, pk_col: str, n: int) -> bool:
+    """Whether the rows are exactly fid 1..n with patch_id = fid - 1 (no row read out)."""
+    # identifiers only (the primary key's name, quoted by the caller); read-only database
+    lo, hi = con.execute(f'SELECT (SELECT min("{pk_col}") FROM patches), '  # noqa: S608
+                         f'(SELECT max("{pk_col}") FROM patches)').fetchone()  # nosec B608
+    if lo != 1 or hi != n:
+        return False
+    try:  # the feature count OGR keeps up to date (triggers) for its GeoPackages
+        row = con.execute("SELECT feature_count FROM gpkg_ogr_contents "
+                          "WHERE table_name = 'patches'").fetchone()
+    except sqlite3.Error:
+        row = None
+    count = row[0] if row is not None and row[0] is not None else con.execute(
+        "SELECT count(*) FROM patches").fetchone()[0]
+    if count != n:
+        return False
+    odd = con.execute(f'SELECT 1 FROM patches WHERE patch_id IS NULL OR '  # noqa: S608
+                      f'patch_id != "{pk_col}" - 1 LIMIT 1').fetchone()  # nosec B608
+    return odd is None
 
 
 def fid_mapping_from_layer(layer: QgsVectorLayer, n: int) -> np.ndarray:
@@ -59,6 +90,19 @@ def fid_mapping_from_layer(layer: QgsVectorLayer, n: int) -> np.ndarray:
     return fids
 
 
+class _Receiver(QObject):
+    """A slot without arguments for a signal whose arguments are not wanted."""
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        super().__init__()
+        self.callback = callback
+
+    @pyqtSlot()
+    def changed(self) -> None:
+        """Call the callback."""
+        self.callback()
+
+
 class FootprintLink:
     """Keeps a boolean patch selection and a footprint layer's selection in step."""
 
@@ -70,33 +114,62 @@ class FootprintLink:
         if fids is None or (fids < 0).any():
             fids = fid_mapping_from_layer(layer, n)
         self.fid_of = fids                                  # patch_id -> fid
-        order = np.argsort(fids, kind="stable")
-        self._sorted_fids = fids[order]                     # for fid -> patch_id
-        self._sorted_pids = order
+        #: fid = patch_id + 1 for every patch (as bundles are written): no look-up table
+        self.identity = bool(n > 0 and np.array_equal(fids, np.arange(1, n + 1)))
+        self._sorted: tuple[np.ndarray, np.ndarray] | None = None
         self.on_map_selection = on_map_selection
         self._pushing = False
-        self._connected = False
-        layer.selectionChanged.connect(self._layer_selection_changed)
+        #: the patches selected on the layer as far as this link knows (None: unknown)
+        self._shown: np.ndarray | None = None
+        self._receiver = _Receiver(self._layer_selection_changed)
+        layer.selectionChanged.connect(self._receiver.changed)
         self._connected = True
 
     # -- mapping ---------------------------------------------------------------------
     def patch_ids_of(self, fids: list[int] | np.ndarray) -> np.ndarray:
         """Patch ids of the given feature ids (unknown fids are dropped)."""
-        f = np.asarray(list(fids), dtype=np.int64)
+        f = np.asarray(fids if isinstance(fids, np.ndarray) else list(fids), dtype=np.int64)
         if f.size == 0:
             return f
-        pos = np.searchsorted(self._sorted_fids, f)
-        pos = np.clip(pos, 0, len(self._sorted_fids) - 1)
-        ok = self._sorted_fids[pos] == f
-        return np.sort(self._sorted_pids[pos[ok]])
+        if self.identity:
+            p = f - 1
+            return np.sort(p[(p >= 0) & (p < self.n)])
+        if self._sorted is None:
+            order = np.argsort(self.fid_of, kind="stable")
+            self._sorted = (self.fid_of[order], order)
+        sorted_fids, sorted_pids = self._sorted
+        pos = np.clip(np.searchsorted(sorted_fids, f), 0, len(sorted_fids) - 1)
+        ok = sorted_fids[pos] == f
+        return np.sort(sorted_pids[pos[ok]])
 
     # -- scatter -> map --------------------------------------------------------------
-    def push(self, mask: np.ndarray) -> None:
-        """Make the layer's selection the patches where `mask` is true."""
+    def _fids(self, mask: np.ndarray) -> list[int]:
         fids = self.fid_of[mask]
+        return fids[fids >= 0].tolist()
+
+    def push(self, mask: np.ndarray) -> None:
+        """Make the layer's selection the patches where `mask` is true.
+
+        QGIS converts every id handed over into its own set: when fewer patches change
+        than end up selected (a brush adding to or taking from a large selection), only
+        the change is handed over.
+        """
+        mask = np.array(mask, dtype=bool)
+        total = int(np.count_nonzero(mask))
         self._pushing = True
         try:
-            self.layer.selectByIds(fids[fids >= 0].tolist())
+            last = self._shown
+            if last is not None and self.layer.selectedFeatureCount() == np.count_nonzero(last):
+                added, removed = mask & ~last, last & ~mask
+                if np.count_nonzero(added) + np.count_nonzero(removed) < total:
+                    if removed.any():
+                        self.layer.deselect(self._fids(removed))
+                    if added.any():
+                        self.layer.select(self._fids(added))
+                    self._shown = mask
+                    return
+            self.layer.selectByIds(self._fids(mask))
+            self._shown = mask
         finally:
             self._pushing = False
 
@@ -107,16 +180,21 @@ class FootprintLink:
         mask[self.patch_ids_of(self.layer.selectedFeatureIds())] = True
         return mask
 
-    def _layer_selection_changed(self, *_args: object) -> None:
-        if self._pushing or self.on_map_selection is None:
+    def _layer_selection_changed(self) -> None:
+        if self._pushing:
             return
-        self.on_map_selection(self.mask_from_layer())
+        self._shown = None
+        if self.on_map_selection is None:
+            return
+        mask = self.mask_from_layer()
+        self._shown = mask
+        self.on_map_selection(mask)
 
     def disconnect(self) -> None:
         """Stop listening to the layer (idempotent; safe after the layer is gone)."""
         if self._connected:
             try:
-                self.layer.selectionChanged.disconnect(self._layer_selection_changed)
+                self.layer.selectionChanged.disconnect(self._receiver.changed)
             except (TypeError, RuntimeError):
                 pass
             self._connected = False

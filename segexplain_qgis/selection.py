@@ -15,12 +15,12 @@ that came from the map is never pushed back to it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Protocol, overload
 
 import numpy as np
 
-from .brushes import nearest_point, points_in_polygon, points_in_rect
+from .brushes import nearest_point, points_in_polygon, points_in_rect, y_order
 
 #: How a new selection merges into the current one.
 MODES = ("replace", "add", "subtract")
@@ -67,6 +67,7 @@ class Selection:
                              "score per patch")
         self._mask = self._frozen(np.zeros(self.n, dtype=bool))
         self._listeners: list[Callable[[Selection, str], None]] = []
+        self._y_order: tuple[np.ndarray, np.ndarray] | None = None  # made by the first lasso
 
     @staticmethod
     def _frozen(mask: np.ndarray) -> np.ndarray:
@@ -129,7 +130,9 @@ class Selection:
 
     def brush_polygon(self, poly: np.ndarray, mode: str = "replace") -> None:
         """Merge the points inside a lasso polygon (M x 2, closed implicitly)."""
-        self.merge(points_in_polygon(self.x, self.y, poly), mode)
+        if self._y_order is None:
+            self._y_order = y_order(self.y)
+        self.merge(points_in_polygon(self.x, self.y, poly, self._y_order), mode)
 
     def clear(self, source: str = BRUSH) -> None:
         """Nothing selected."""
@@ -144,6 +147,52 @@ class Selection:
                 self._listeners.remove(listener)
 
         return unsubscribe
+
+
+class SelectedItems(Sequence[tuple[str, int]]):
+    """(bundle key, patch id) of every selected patch, bundle by bundle, made on demand.
+
+    The gallery shows a page of a selection; a million (key, id) tuples built at every
+    brush would cost more than the brush itself.
+    """
+
+    def __init__(self, parts: Sequence[tuple[str, np.ndarray]]) -> None:
+        self._keys = [k for k, _ in parts]
+        self._ids = [np.asarray(ids, dtype=np.int64) for _, ids in parts]
+        self._ends = np.cumsum([ids.size for ids in self._ids], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self._ends[-1]) if self._ends.size else 0
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[str, int]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[tuple[str, int]]: ...
+
+    def __getitem__(self, i: int | slice) -> tuple[str, int] | list[tuple[str, int]]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        j = i + n if i < 0 else i
+        if not 0 <= j < n:
+            raise IndexError(f"item {i} of {n} selected patches")
+        part = int(np.searchsorted(self._ends, j, side="right"))
+        start = int(self._ends[part - 1]) if part else 0
+        return self._keys[part], int(self._ids[part][j - start])
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        for key, ids in zip(self._keys, self._ids, strict=True):
+            for i in ids.tolist():
+                yield key, i
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other,
+                                                                       strict=True))
+
+    __hash__ = None  # type: ignore[assignment]  # compares by content, like a list
 
 
 class SelectionGroup:
@@ -207,9 +256,9 @@ class SelectionGroup:
         return (np.concatenate([s.x[s.mask] for s in sels]),
                 np.concatenate([s.y[s.mask] for s in sels]))
 
-    def selected_items(self) -> list[tuple[str, int]]:
-        """(bundle key, patch id) of every selected patch, bundle by bundle."""
-        return [(k, i) for k, sel in self for i in sel.ids().tolist()]
+    def selected_items(self) -> SelectedItems:
+        """(bundle key, patch id) of every selected patch, bundle by bundle (a sequence)."""
+        return SelectedItems([(k, sel.ids()) for k, sel in self])
 
     def nearest(self, qx: float, qy: float, sx: float = 1.0, sy: float = 1.0,
                 max_px: float = np.inf) -> tuple[str, int] | None:
