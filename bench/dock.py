@@ -7,11 +7,12 @@ and what the map canvas does after a selection (seconds until it has redrawn, zo
 out and zoomed in). The dock sits in a shown main window next to a map canvas with
 QGIS's render cache, as in QGIS.
 
-With `--points` above 100,000 the 100,000-point run goes first in the same process
-(`--compare N` picks another size, `--compare 0` none) and the last line, one JSON
-object, carries both runs and the ratios big / small of each figure. Bundles are
-written once and cached (bench/bundle_cache.py); the writing time is never part of
-the explorer's figures. Goals (issue 13, at 1,000,000): open <= 2 s, scatter + heatmap
+With `--points` above 100,000 a 100,000-point run goes first (`--compare N` picks
+another size, `--compare 0` none); each size runs in a fresh child process (so its
+memory figures start from the same empty QGIS) and the last line, one JSON object,
+carries both runs and the ratios big / small of each figure. Bundles are written once
+and cached (bench/bundle_cache.py); the writing time is never part of the explorer's
+figures. Goals (issue 13, at 1,000,000): open <= 2 s, scatter + heatmap
 <= 1 s, brush <= 50 ms median.
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python bench/dock.py --points 1000000
@@ -26,6 +27,7 @@ import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -169,13 +171,17 @@ def run(points: int, brushes: int, full_render: bool) -> dict[str, Any]:
         lasso_ms.append((time.perf_counter() - t) * 1000)
     assert sorted(fp.selectedFeatureIds()) == sorted(
         int(f) for f in session.link.fid_of[session.selected])
+    rss_brushes = rss_mib()
 
     # zoomed in on the plane: few enough points to draw them as dots
     cx, cy = float(np.median(xs)), float(np.median(ys))
-    half = 0.5 * min(np.ptp(xs), np.ptp(ys)) * np.sqrt(2000 / n)
-    dock.scatter.plot.setRange(xRange=(cx - half, cx + half), yRange=(cy - half, cy + half),
-                               padding=0)
+    px, py = np.ptp(xs), np.ptp(ys)
+    reach = np.maximum(np.abs(xs - cx) / px, np.abs(ys - cy) / py)
+    half = float(np.partition(reach, 2000)[2000])  # about 2,000 points in view
+    dock.scatter.plot.setRange(xRange=(cx - half * px, cx + half * px),
+                               yRange=(cy - half * py, cy + half * py), padding=0)
     APP.processEvents()
+    dock.scatter.view.viewport().repaint()  # axes and grid follow the new range
     t = time.perf_counter()
     dock.scatter.view.viewport().repaint()
     zoomed_ms = (time.perf_counter() - t) * 1000
@@ -204,6 +210,7 @@ def run(points: int, brushes: int, full_render: bool) -> dict[str, Any]:
     map_zoomed_s = wait_for_map(canvas, t)
     all_footprints_s = render_all_footprints(fp) if full_render else None
     rss_end = rss_mib()
+    held = session_bytes(dock) / 2**20
     spatial_index = int(fp.hasSpatialIndex())
 
     dock.shutdown()
@@ -228,8 +235,37 @@ def run(points: int, brushes: int, full_render: bool) -> dict[str, Any]:
         "all_footprints_render_s": None if all_footprints_s is None
         else round(all_footprints_s, 2),
         "rss_mib": {"before_open": round(rss0), "open": round(rss_open - rss0),
-                    "end": round(rss_end)},
+                    "after_brushes": round(rss_brushes - rss0),
+                    "after_map_redraws": round(rss_end - rss0)},
+        "session_arrays_mib": round(held, 1),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
+
+
+def session_bytes(dock: ExplorerDock) -> int:
+    """Bytes of the numpy arrays the open bundle holds (columns, points, selection, links)."""
+    seen: set[int] = set()
+    total = 0
+
+    def add(a: object) -> None:
+        nonlocal total
+        if isinstance(a, np.ndarray) and id(a) not in seen:
+            seen.add(id(a))
+            total += a.nbytes
+            if a.dtype == object:  # the str objects (shared ones once)
+                total += sum(sys.getsizeof(v) for v in {id(v): v for v in a}.values())
+
+    for s in dock.sessions:
+        for v in s.columns.values():
+            add(v)
+        for a in (s.x, s.y, s.selection.mask, getattr(s.selection, "_y_order", None) or (),
+                  s.link.fid_of if s.link is not None else None):
+            for b in (a if isinstance(a, tuple) else (a,)):
+                add(b)
+    base = dock.scatter.base
+    for a in (base.x, base.y, base.codes, base._finite):
+        add(a)
+    return total
 
 
 def ratios(big: dict[str, Any], small: dict[str, Any]) -> dict[str, float | None]:
@@ -241,7 +277,20 @@ def ratios(big: dict[str, Any], small: dict[str, Any]) -> dict[str, float | None
         out[key] = round(a / b, 2) if b else None
     a, b = big["rss_mib"]["open"], small["rss_mib"]["open"]
     out["rss_open_mib"] = round(a / b, 2) if b else None
+    a, b = big["session_arrays_mib"], small["session_arrays_mib"]
+    out["session_arrays_mib"] = round(a / b, 2) if b else None
     return out
+
+
+def run_child(points: int, brushes: int, full_render: bool) -> dict[str, Any]:
+    """`run` in a fresh process: its last output line is the size's JSON."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--single", "--points", str(points),
+           "--brushes", str(brushes)] + (["--map-full-render"] if full_render else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1])
 
 
 def main() -> int:
@@ -253,14 +302,17 @@ def main() -> int:
     ap.add_argument("--brushes", type=int, default=40)
     ap.add_argument("--map-full-render", action="store_true",
                     help="also time one render of every footprint at full extent")
+    ap.add_argument("--single", action="store_true",
+                    help="this size only, in this process (what each child runs)")
     args = ap.parse_args()
+    if args.single:
+        print(json.dumps(run(args.points, args.brushes, args.map_full_render)))
+        return 0
     compare = args.compare if args.compare is not None else (
         100_000 if args.points > 100_000 else 0)
     load_start = [round(v, 2) for v in os.getloadavg()]
-    runs = {}
-    for size in ([compare] if compare else []) + [args.points]:
-        runs[size] = run(size, args.brushes, args.map_full_render)
-        gc.collect()
+    runs = {size: run_child(size, args.brushes, args.map_full_render)
+            for size in ([compare] if compare else []) + [args.points]}
     main_run = runs[args.points]
     result: dict[str, Any] = {"bench": "dock", "points": args.points,
                               **{k: v for k, v in main_run.items()}}
@@ -272,7 +324,6 @@ def main() -> int:
                         and main_run["scatter_heatmap_load_s"] <= GOALS["scatter_heatmap_load_s"]
                         and main_run["brush_rect_ms_median"] <= GOALS["brush_ms"]
                         and main_run["brush_lasso_ms_median"] <= GOALS["brush_ms"])
-    result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     result["load_avg"] = {"start": load_start,
                           "end": [round(v, 2) for v in os.getloadavg()]}
     print(json.dumps(result))

@@ -20,14 +20,25 @@ MARK_FILL = (20, 20, 20, 70)
 MARK_RING = (20, 20, 20, 235)
 
 
-def cell_index(px: np.ndarray, py: np.ndarray, x0: float, y0: float, cell: float,
-               width: int, height: int) -> np.ndarray:
-    """Flat cell index (row-major, `width` cells a row) of screen positions; -1 outside."""
-    fx = (np.asarray(px, float) - x0) / cell
-    fy = (np.asarray(py, float) - y0) / cell
-    with np.errstate(invalid="ignore"):
-        inside = (fx >= 0) & (fx < width) & (fy >= 0) & (fy < height)
-    lin = fy.astype(np.int64, casting="unsafe") * width + fx.astype(np.int64, casting="unsafe")
+def cell_index(fx: np.ndarray, fy: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Flat cell index (row-major, `width` cells a row) of positions in cell units; -1 outside.
+
+    `fx`, `fy` are overwritten (they are the caller's temporaries: a million points
+    make every extra pass count).
+    """
+    np.clip(fx, -1.0, float(width), out=fx)
+    np.clip(fy, -1.0, float(height), out=fy)
+    fx += 1.0
+    fy += 1.0
+    with np.errstate(invalid="ignore"):  # NaN: never inside
+        ix = fx.astype(np.int32)
+        iy = fy.astype(np.int32)
+    ix -= 1
+    iy -= 1
+    inside = (ix.view(np.uint32) < width) & (iy.view(np.uint32) < height)
+    lin = iy.astype(np.int64)
+    lin *= width
+    lin += ix
     lin[~inside] = -1
     return lin
 
@@ -51,7 +62,8 @@ def density_rgba(cells: np.ndarray, rgb: np.ndarray, codes: np.ndarray, width: i
     `cells`: flat cell index per point (-1: outside, skipped); `rgb`: (K, 3) palette.
     """
     ok = cells >= 0
-    cells, codes = cells[ok], np.asarray(codes)[ok]
+    if not ok.all():
+        cells, codes = cells[ok], np.asarray(codes)[ok]
     size = width * height
     count = box_sum(np.bincount(cells, minlength=size).reshape(height, width)
                     .astype(np.float64), spread)
@@ -69,6 +81,19 @@ def density_rgba(cells: np.ndarray, rgb: np.ndarray, codes: np.ndarray, width: i
     return out
 
 
+def dilate(mask: np.ndarray, r: int) -> np.ndarray:
+    """A 2-D boolean mask grown by `r` cells in every direction (a square)."""
+    out = mask.copy()
+    for _ in range(max(0, r)):
+        grown = out.copy()
+        grown[1:, :] |= out[:-1, :]
+        grown[:-1, :] |= out[1:, :]
+        out = grown.copy()
+        out[:, 1:] |= grown[:, :-1]
+        out[:, :-1] |= grown[:, 1:]
+    return out
+
+
 def marks_rgba(cells: np.ndarray, width: int, height: int, spread: int = 1,
                fill: tuple[int, int, int, int] = MARK_FILL,
                ring: tuple[int, int, int, int] = MARK_RING) -> np.ndarray:
@@ -77,12 +102,10 @@ def marks_rgba(cells: np.ndarray, width: int, height: int, spread: int = 1,
     The cells the points' dots cover are tinted `fill`; the cells just around them
     (one cell wide) are drawn `ring`, so the selection shows over any density image.
     """
-    cells = cells[cells >= 0]
-    hit = np.zeros(width * height, dtype=np.float64)
-    hit[cells] = 1.0
-    hit2 = hit.reshape(height, width)
-    region = box_sum(hit2, spread) > 0.5
-    around = (box_sum(region.astype(np.float64), 1) > 0.5) & ~region
+    hit = np.zeros(width * height, dtype=bool)
+    hit[cells[cells >= 0]] = True
+    region = dilate(hit.reshape(height, width), spread)
+    around = dilate(region, 1) & ~region
     out = np.zeros((height, width, 4), dtype=np.uint8)
     out[region] = fill
     out[around] = ring

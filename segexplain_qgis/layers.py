@@ -133,6 +133,20 @@ def pseudocolor_renderer(layer: QgsRasterLayer, lo: float = 0.0,
     return r
 
 
+def distinct_ints(values: np.ndarray) -> list[int]:
+    """The distinct finite values of an integer column, ascending (a count, not a sort)."""
+    v = np.asarray(values)
+    if v.dtype.kind not in "iu":
+        v = np.asarray(v, dtype=float)
+        v = v[np.isfinite(v)].astype(np.int64)
+    if v.size == 0:
+        return []
+    lo, hi = int(v.min()), int(v.max())
+    if hi - lo > 4 * v.size + 1024:  # sparse ids: sort instead
+        return np.unique(v).tolist()
+    return (np.flatnonzero(np.bincount(v - lo)) + lo).tolist()
+
+
 def style_footprints(layer: QgsVectorLayer, cols: dict[str, np.ndarray]) -> str:
     """Add the named styles to the footprint layer; returns the style made current.
 
@@ -140,8 +154,7 @@ def style_footprints(layer: QgsVectorLayer, cols: dict[str, np.ndarray]) -> str:
     """
     sm = layer.styleManager()
     has_iou = "iou" in cols and bool(np.isfinite(cols["iou"]).any())
-    cl = np.asarray(cols.get("cluster", np.zeros(0)), dtype=float)
-    clusters = sorted({int(c) for c in np.unique(cl[np.isfinite(cl)])})
+    clusters = distinct_ints(cols.get("cluster", np.zeros(0, np.int64)))
     extra: list[tuple[str, object]] = [(STYLE_CLUSTER, categorized_renderer("cluster",
                                                                           clusters))]
     if has_iou:

@@ -1,10 +1,12 @@
 """Selection linked both ways between the latent scatter and a footprint layer.
 
 The fid <-> patch_id mapping is built once on load from the GeoPackage with sqlite3:
-bundles are written with FIDs 1..N in patch_id order, which three indexed look-ups and
-one scan in SQLite confirm (a third of a second for a million patches, no row reaches
-Python); otherwise every (fid, patch_id) pair is read, and as a last resort the
-features are read once through QGIS, attributes only. A guard flag
+bundles are written with FIDs 1..N in patch_id order. The FID range and the feature
+count (indexed, instant) and one scan in SQLite confirm it (about 0.4 s for a million
+patches, no row reaches Python); bundles that store their patches columns as arrays
+(`columns/*.npy`) come from a writer that writes every row in patch_id order, and for
+them the FID range suffices. Otherwise every (fid, patch_id) pair is read,
+and as a last resort the features are read once through QGIS, attributes only. A guard flag
 breaks the feedback loop: pushing a selection to the layer fires the layer's
 `selectionChanged`, which must not come back to the scatter as a new selection.
 
@@ -26,8 +28,11 @@ from qgis.PyQt.QtCore import QObject, pyqtSlot
 from ..core.errors import BundleError
 
 
-def fid_mapping_from_gpkg(gpkg: Path, n: int) -> np.ndarray | None:
-    """Fid per patch_id read from the GeoPackage's primary key (None if not possible)."""
+def fid_mapping_from_gpkg(gpkg: Path, n: int, in_order: bool = False) -> np.ndarray | None:
+    """Fid per patch_id read from the GeoPackage's primary key (None if not possible).
+
+    `in_order`: the writer put the rows in patch_id order (no scan to confirm it).
+    """
     try:
         con = sqlite3.connect(f"file:{gpkg}?mode=ro", uri=True)
     except sqlite3.Error:
@@ -38,7 +43,7 @@ def fid_mapping_from_gpkg(gpkg: Path, n: int) -> np.ndarray | None:
         if len(pk) != 1:
             return None
         pk_col = pk[0].replace('"', '""')  # a column name from the file itself, quoted
-        if _fids_follow_patch_ids(con, pk_col, n):
+        if _fids_follow_patch_ids(con, pk_col, n, in_order):
             return np.arange(1, n + 1, dtype=np.int64)
         sql = f'SELECT "{pk_col}", patch_id FROM patches'  # noqa: S608  # nosec B608
         rows = con.execute(sql).fetchall()
@@ -53,13 +58,19 @@ def fid_mapping_from_gpkg(gpkg: Path, n: int) -> np.ndarray | None:
     return fids
 
 
-def _fids_follow_patch_ids(con: sqlite3.Connection, pk_col: str, n: int) -> bool:
-    """Whether the rows are exactly fid 1..n with patch_id = fid - 1 (no row read out)."""
+def _fids_follow_patch_ids(con: sqlite3.Connection, pk_col: str, n: int,
+                           in_order: bool = False) -> bool:
+    """Whether the rows are exactly fid 1..n with patch_id = fid - 1 (no row read out).
+
+    `in_order`: trust that row k holds patch k - 1 once the FIDs are exactly 1..n.
+    """
     # identifiers only (the primary key's name, quoted by the caller); read-only database
     lo, hi = con.execute(f'SELECT (SELECT min("{pk_col}") FROM patches), '  # noqa: S608
                          f'(SELECT max("{pk_col}") FROM patches)').fetchone()  # nosec B608
     if lo != 1 or hi != n:
         return False
+    if in_order:  # the writer wrote every patch, in order: FIDs 1..n say it all
+        return True
     try:  # the feature count OGR keeps up to date (triggers) for its GeoPackages
         row = con.execute("SELECT feature_count FROM gpkg_ogr_contents "
                           "WHERE table_name = 'patches'").fetchone()
@@ -107,10 +118,11 @@ class FootprintLink:
     """Keeps a boolean patch selection and a footprint layer's selection in step."""
 
     def __init__(self, layer: QgsVectorLayer, n: int, gpkg: Path | None = None,
-                 on_map_selection: Callable[[np.ndarray], None] | None = None) -> None:
+                 on_map_selection: Callable[[np.ndarray], None] | None = None,
+                 in_order: bool = False) -> None:
         self.layer = layer
         self.n = n
-        fids = fid_mapping_from_gpkg(gpkg, n) if gpkg is not None else None
+        fids = fid_mapping_from_gpkg(gpkg, n, in_order) if gpkg is not None else None
         if fids is None or (fids < 0).any():
             fids = fid_mapping_from_layer(layer, n)
         self.fid_of = fids                                  # patch_id -> fid
@@ -121,6 +133,7 @@ class FootprintLink:
         self._pushing = False
         #: the patches selected on the layer as far as this link knows (None: unknown)
         self._shown: np.ndarray | None = None
+        self._shown_count = -1
         self._receiver = _Receiver(self._layer_selection_changed)
         layer.selectionChanged.connect(self._receiver.changed)
         self._connected = True
@@ -144,6 +157,8 @@ class FootprintLink:
 
     # -- scatter -> map --------------------------------------------------------------
     def _fids(self, mask: np.ndarray) -> list[int]:
+        if self.identity:
+            return (np.flatnonzero(mask) + 1).tolist()
         fids = self.fid_of[mask]
         return fids[fids >= 0].tolist()
 
@@ -155,23 +170,29 @@ class FootprintLink:
         the change is handed over.
         """
         mask = np.array(mask, dtype=bool)
-        total = int(np.count_nonzero(mask))
         self._pushing = True
         try:
             last = self._shown
-            if last is not None and self.layer.selectedFeatureCount() == np.count_nonzero(last):
-                added, removed = mask & ~last, last & ~mask
-                if np.count_nonzero(added) + np.count_nonzero(removed) < total:
+            if last is not None and self.layer.selectedFeatureCount() == self._shown_count:
+                changed = mask ^ last
+                n_changed = int(np.count_nonzero(changed))
+                if n_changed < int(np.count_nonzero(mask)):
+                    added, removed = changed & mask, changed & last
                     if removed.any():
                         self.layer.deselect(self._fids(removed))
                     if added.any():
                         self.layer.select(self._fids(added))
-                    self._shown = mask
+                    self._remember(mask)
                     return
             self.layer.selectByIds(self._fids(mask))
-            self._shown = mask
+            self._remember(mask)
         finally:
             self._pushing = False
+
+    def _remember(self, mask: np.ndarray | None) -> None:
+        """What the layer shows as selected, as far as this link knows."""
+        self._shown = mask
+        self._shown_count = -1 if mask is None else int(np.count_nonzero(mask))
 
     # -- map -> scatter --------------------------------------------------------------
     def mask_from_layer(self) -> np.ndarray:
@@ -183,11 +204,11 @@ class FootprintLink:
     def _layer_selection_changed(self) -> None:
         if self._pushing:
             return
-        self._shown = None
+        self._remember(None)
         if self.on_map_selection is None:
             return
         mask = self.mask_from_layer()
-        self._shown = mask
+        self._remember(mask)
         self.on_map_selection(mask)
 
     def disconnect(self) -> None:

@@ -75,6 +75,7 @@ class PointCloudItem(_GraphicsObject):
         self._rect = QtCore.QRectF()
         self._version = 0
         self._view: tuple[tuple[object, ...], np.ndarray] | None = None
+        self._all: np.ndarray | None = None  # indices of every finite point
         self._picture: tuple[tuple[object, ...], object] | None = None
 
     # -- data ------------------------------------------------------------------------
@@ -87,6 +88,7 @@ class PointCloudItem(_GraphicsObject):
             codes = np.zeros(x.size, dtype=np.int64)
         self.prepareGeometryChange()
         self.x, self.y = x, y
+        self._all = None
         self._finite = np.isfinite(x) & np.isfinite(y)
         if self._finite.any():
             xf, yf = x[self._finite], y[self._finite]
@@ -142,6 +144,13 @@ class PointCloudItem(_GraphicsObject):
                rect.bottom())
         if self._view is not None and self._view[0] == key:
             return self._view[1]
+        b = self._bounds
+        if b is not None and rect.left() <= b[0] and b[1] <= rect.right() \
+                and rect.top() <= b[2] and b[3] <= rect.bottom():
+            idx = self._all if self._all is not None else np.flatnonzero(self._finite)
+            self._all = idx
+            self._view = (key, idx)
+            return idx
         with np.errstate(invalid="ignore"):
             inside = ((self.x >= rect.left()) & (self.x <= rect.right())
                       & (self.y >= rect.top()) & (self.y <= rect.bottom()))
@@ -168,10 +177,17 @@ class PointCloudItem(_GraphicsObject):
         cell = float(self.cell_px)
         w = int(np.ceil(screen.width() / cell))
         h = int(np.ceil(screen.height() / cell))
-        x, y = self.x[idx], self.y[idx]
-        px = tr.m11() * x + tr.m21() * y + tr.dx()
-        py = tr.m12() * x + tr.m22() * y + tr.dy()
-        return cell_index(px, py, screen.left(), screen.top(), cell, w, h), w, h
+        every = idx.size == self.x.size  # all points in view: no copies
+        x = self.x if every else self.x[idx]
+        y = self.y if every else self.y[idx]
+        fx = x * (tr.m11() / cell)
+        fy = y * (tr.m22() / cell)
+        if tr.m21() or tr.m12():  # never for a ViewBox; kept general
+            fx += y * (tr.m21() / cell)
+            fy += x * (tr.m12() / cell)
+        fx += (tr.dx() - screen.left()) / cell
+        fy += (tr.dy() - screen.top()) / cell
+        return cell_index(fx, fy, w, h), w, h
 
     @property
     def spread(self) -> int:
@@ -191,12 +207,13 @@ class PointCloudItem(_GraphicsObject):
             cells, w, h = self._cells(idx, tr, screen)
             rgba = np.ascontiguousarray(make(cells, w, h))
             image = QtGui.QImage(rgba.data, w, h, 4 * w, QtGui.QImage.Format.Format_RGBA8888)
-            self._picture = (key, (image, rgba, w, h))
-        image, _rgba, w, h = self._picture[1]  # type: ignore[misc]
+            # scaled to screen pixels once (a copy, so `rgba` may go): each paint is a blit
+            image = image.convertToFormat(QtGui.QImage.Format.Format_ARGB32_Premultiplied)
+            self._picture = (key, image.scaled(w * self.cell_px, h * self.cell_px))
+        image = self._picture[1]
         painter.save()
         painter.resetTransform()
-        painter.drawImage(QtCore.QRectF(screen.left(), screen.top(), w * self.cell_px,
-                                        h * self.cell_px), image)
+        painter.drawImage(QtCore.QPointF(screen.left(), screen.top()), image)
         painter.restore()
 
     # -- painting --------------------------------------------------------------------
@@ -236,12 +253,15 @@ class PointCloudItem(_GraphicsObject):
     def paint_density(self, painter: QtGui.QPainter, idx: np.ndarray) -> None:
         """The density image of the points `idx` over the view."""
         self._image(painter, idx, lambda cells, w, h: density_rgba(
-            cells, self._rgb, self.codes[idx], w, h, self.spread))
+            cells, self._rgb, self.codes if idx.size == self.x.size else self.codes[idx],
+            w, h, self.spread))
         self.drawn = "density"
 
     def paint(self, painter, *_args):
         idx = self.visible()
-        if idx.size > self.max_points:
+        if idx.size == 0:
+            self.drawn = ""
+        elif idx.size > self.max_points:
             self.paint_density(painter, idx)
         else:
             self.paint_points(painter, idx)
@@ -272,6 +292,9 @@ class SelectionMarks(PointCloudItem):
             self.drawn = ""
             return
         idx = self.visible()
+        if idx.size == 0:
+            self.drawn = ""
+            return
         if not self.over:
             self.paint_points(painter, idx)
             return

@@ -41,7 +41,10 @@ def combine(current: np.ndarray, new: np.ndarray, mode: str) -> np.ndarray:
 
 
 def mean_finite(values: np.ndarray, mask: np.ndarray) -> float:
-    """Mean of `values[mask]` over finite entries (NaN when there are none)."""
+    """Mean of `values[mask]` over finite entries (NaN when there are none).
+
+    `mask`: a boolean mask or the indices it selects.
+    """
     v = values[mask]
     v = v[np.isfinite(v)]
     return float(v.mean()) if v.size else float("nan")
@@ -66,6 +69,7 @@ class Selection:
             raise ValueError(f"{self.scores.size} scores for {self.n} patches: expected one "
                              "score per patch")
         self._mask = self._frozen(np.zeros(self.n, dtype=bool))
+        self._ids: np.ndarray | None = None  # the mask's ids, made once per mask
         self._listeners: list[Callable[[Selection, str], None]] = []
         self._y_order: tuple[np.ndarray, np.ndarray] | None = None  # made by the first lasso
 
@@ -81,8 +85,10 @@ class Selection:
         return self._mask
 
     def ids(self) -> np.ndarray:
-        """Selected patch ids, ascending."""
-        return np.flatnonzero(self._mask)
+        """Selected patch ids, ascending (read-only)."""
+        if self._ids is None:
+            self._ids = self._frozen(np.flatnonzero(self._mask))
+        return self._ids
 
     @property
     def count(self) -> int:
@@ -91,7 +97,7 @@ class Selection:
 
     def mean_score(self) -> float:
         """Mean score (IoU) of the selected patches that have one; NaN when none has."""
-        return mean_finite(self.scores, self._mask) if self.scores is not None else float("nan")
+        return mean_finite(self.scores, self.ids()) if self.scores is not None else float("nan")
 
     def summary(self) -> tuple[int, float]:
         """(count, mean score) of the selection."""
@@ -105,6 +111,7 @@ class Selection:
             raise ValueError(f"selection mask of shape {m.shape}: expected ({self.n},), one "
                              "entry per patch")
         self._mask = self._frozen(m)
+        self._ids = None
         for listener in list(self._listeners):
             listener(self, source)
 
@@ -253,8 +260,8 @@ class SelectionGroup:
         sels = [sel for _, sel in self]
         if not sels:
             return np.zeros(0), np.zeros(0)
-        return (np.concatenate([s.x[s.mask] for s in sels]),
-                np.concatenate([s.y[s.mask] for s in sels]))
+        return (np.concatenate([s.x[s.ids()] for s in sels]),
+                np.concatenate([s.y[s.ids()] for s in sels]))
 
     def selected_items(self) -> SelectedItems:
         """(bundle key, patch id) of every selected patch, bundle by bundle (a sequence)."""

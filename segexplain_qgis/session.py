@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from qgis.core import QgsProject
 
-from ..core.bundle.reader import Bundle, read_table
+from ..core.bundle.reader import Bundle, column_names, read_table
 from ..core.errors import BundleError
 from .layers import BundleLayers, load_bundle_layers
 from .link import FootprintLink
@@ -75,7 +75,9 @@ class BundleSession:
         if with_layers:
             self.layers = load_bundle_layers(self.bundle, cols, self.project)
             try:
-                self.link = FootprintLink(self.layers.footprints, n, self.bundle.gpkg)
+                # a bundle with its columns as arrays has its rows in patch_id order
+                self.link = FootprintLink(self.layers.footprints, n, self.bundle.gpkg,
+                                          in_order=bool(column_names(self.bundle.path)))
             except Exception:
                 self.layers.remove(self.project)
                 raise
