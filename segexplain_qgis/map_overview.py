@@ -22,7 +22,7 @@ from qgis.PyQt.QtCore import QPointF
 from qgis.PyQt.QtGui import QColor, QImage, QPainter
 
 from ..core.bundle.reader import Bundle, read_table
-from .density import cell_index, marks_rgba
+from .density import cell_index, marks_rgba, premultiplied_bgra
 from .selection import Selection
 
 #: Side of a cell of the overview in screen pixels.
@@ -142,11 +142,10 @@ class SelectionOverview(QgsMapCanvasItem):
         if not parts:
             return None
         glow = QColor(self.canvas.selectionColor())
-        rgba = np.ascontiguousarray(marks_rgba(np.concatenate(parts), w, h, 1,
-                                               (glow.red(), glow.green(), glow.blue(), 200)))
-        image = QImage(rgba.data, w, h, 4 * w, QImage.Format.Format_RGBA8888)
-        return image.convertToFormat(QImage.Format.Format_ARGB32_Premultiplied).scaled(
-            w * CELL_PX, h * CELL_PX)
+        buf = premultiplied_bgra(marks_rgba(np.concatenate(parts), w, h, 1, (
+            glow.red(), glow.green(), glow.blue(), 200)), CELL_PX)
+        return QImage(buf.data, buf.shape[1], buf.shape[0], 4 * buf.shape[1],
+                      QImage.Format.Format_ARGB32_Premultiplied).copy()
 
     def paint(self, painter: QPainter, *_args: object) -> None:
         ext = self.canvas.extent()

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .colors import RGB
-from .density import cell_index, density_rgba, marks_rgba
+from .density import cell_index, density_rgba, marks_rgba, premultiplied_bgra
 from .pg import QtCore, QtGui, pg
 
 _GraphicsObject: Any = pg.GraphicsObject
@@ -36,6 +36,17 @@ MARK_SPREAD = 1
 def qcolor(c: RGB | QtGui.QColor) -> QtGui.QColor:
     """A QColor (pyqtgraph's Qt) of an RGB tuple."""
     return c if isinstance(c, QtGui.QColor) else QtGui.QColor(*c)
+
+
+def qimage(rgba: np.ndarray, scale: int) -> tuple[QtGui.QImage, np.ndarray]:
+    """(image, its pixels) of an RGBA array, each pixel `scale` x `scale` screen pixels.
+
+    The image uses the array's memory: keep the two together.
+    """
+    buf = premultiplied_bgra(rgba, scale)
+    h, w = buf.shape[:2]
+    return QtGui.QImage(buf.data, w, h, 4 * w,
+                        QtGui.QImage.Format.Format_ARGB32_Premultiplied), buf
 
 
 def _polygon(x: np.ndarray, y: np.ndarray) -> object:
@@ -76,7 +87,7 @@ class PointCloudItem(_GraphicsObject):
         self._version = 0
         self._view: tuple[tuple[object, ...], np.ndarray] | None = None
         self._all: np.ndarray | None = None  # indices of every finite point
-        self._picture: tuple[tuple[object, ...], object] | None = None
+        self._picture: tuple[tuple[object, ...], tuple[QtGui.QImage, np.ndarray]] | None = None
 
     # -- data ------------------------------------------------------------------------
     def setData(self, x: np.ndarray, y: np.ndarray, codes: np.ndarray | None = None,  # noqa: N802
@@ -205,12 +216,8 @@ class PointCloudItem(_GraphicsObject):
                tr.dy(), screen.left(), screen.top(), screen.width(), screen.height())
         if self._picture is None or self._picture[0] != key:
             cells, w, h = self._cells(idx, tr, screen)
-            rgba = np.ascontiguousarray(make(cells, w, h))
-            image = QtGui.QImage(rgba.data, w, h, 4 * w, QtGui.QImage.Format.Format_RGBA8888)
-            # scaled to screen pixels once (a copy, so `rgba` may go): each paint is a blit
-            image = image.convertToFormat(QtGui.QImage.Format.Format_ARGB32_Premultiplied)
-            self._picture = (key, image.scaled(w * self.cell_px, h * self.cell_px))
-        image = self._picture[1]
+            self._picture = (key, qimage(make(cells, w, h), self.cell_px))
+        image = self._picture[1][0]
         painter.save()
         painter.resetTransform()
         painter.drawImage(QtCore.QPointF(screen.left(), screen.top()), image)

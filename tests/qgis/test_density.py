@@ -14,6 +14,7 @@ from segexplain.segexplain_qgis.density import (
     density_rgba,
     dilate,
     marks_rgba,
+    premultiplied_bgra,
 )
 from segexplain.segexplain_qgis.selection import SelectedItems
 
@@ -87,3 +88,13 @@ def test_selected_items_read_on_demand():
     assert SelectedItems([]) == [] and len(SelectedItems([])) == 0
     with pytest.raises(IndexError):
         items[3]
+
+
+def test_premultiplied_bgra_layout_and_scale():
+    rgba = np.array([[[200, 100, 50, 255], [200, 100, 50, 0]],
+                     [[255, 0, 0, 128], [0, 0, 0, 0]]], dtype=np.uint8)
+    out = premultiplied_bgra(rgba, 2)
+    assert out.shape == (4, 4, 4) and out.flags.c_contiguous
+    assert out[0, 0].tolist() == [50, 100, 200, 255] and out[1, 1].tolist() == [50, 100, 200, 255]
+    assert out[0, 2].tolist() == [0, 0, 0, 0]
+    assert out[2, 0].tolist() == [0, 0, 128, 128]
