@@ -8,9 +8,11 @@ Imports only numpy, pyqtgraph and the QGIS API (never torch, sklearn or rasterio
   bundle (attributes, `layers` on the map, `link` to the footprint layer's selection).
 - No Qt: `selection` (what is selected, merges, mean IoU, `MapSync` to the map),
   `brushes` (rectangle / lasso geometry), `coloring` (palette codes per point),
-  `colors` (every palette), `captions` (the words shown).
+  `colors` (every palette), `captions` (the words shown), `density` (many points as
+  one image, and selection marks over it).
 - pyqtgraph (through `pg`), no QGIS: `scatter` (the plane, heatmap, brushes, hover)
-  drawing `point_cloud` items. With QGIS: the `gallery` and `clusters` panels, `map_view`
-  (zoom, selection glow), `screenshot` (headless pictures), `ui` (errors to the
-  message bar).
+  drawing `point_cloud` items (dots, or a density image when the view holds too many).
+  With QGIS: the `gallery` and `clusters` panels, `map_view` (zoom, selection glow),
+  `map_overview` (the selection on the map where footprints are too small to draw),
+  `screenshot` (headless pictures), `ui` (errors to the message bar).
 """

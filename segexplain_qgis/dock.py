@@ -11,7 +11,7 @@ The dock lays the widgets out and wires them; what is selected lives in `selecti
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +47,7 @@ from .captions import (
 from .clusters import ClusterPanel
 from .coloring import PlaneColoring, available_choices, default_choice
 from .gallery import Gallery
-from .map_view import SelectionGlow, zoom_to_features, zoom_to_selected
+from .map_view import MapSelection, zoom_to_features, zoom_to_selected
 from .scatter import LatentScatter
 from .selection import MAP, Selection, SelectionGroup
 from .session import BundleSession
@@ -70,7 +70,7 @@ class ExplorerDock(QDockWidget):
         self.selections = SelectionGroup()
         self._unsubscribe: dict[str, Callable[[], None]] = {}
         self._closing = False
-        self._glow = SelectionGlow(self.canvas)
+        self._map = MapSelection(self.canvas)
         self._build()
         self.project.layersWillBeRemoved.connect(self._layers_will_be_removed)
         self._project_connected = True
@@ -163,7 +163,7 @@ class ExplorerDock(QDockWidget):
         self.sessions.append(s)
         self.selections.add(s.key, s.selection)
         self._unsubscribe[s.key] = s.selection.subscribe(self._selection_changed)
-        self._glow.on()
+        self._map.show(s)
         self.gallery.add_source(s.key, s.bundle.path, s.columns,
                                 "IoU" if s.has_labels else "est. IoU")
         if s is self.base:
@@ -206,15 +206,14 @@ class ExplorerDock(QDockWidget):
         self.selections.remove(s.key)
         self._unsubscribe.pop(s.key, lambda: None)()
         self.gallery.remove_source(s.key)
+        self._map.hide(s.key)
         s.close()
         if was_base:
             self.scatter.clear()
             self.clusters.clear()
             if self.sessions:  # promote the next bundle to define the plane
-                rest = list(self.sessions)
-                self.sessions = rest
-                self._setup_plane(rest[0])
-                for other in rest[1:]:
+                self._setup_plane(self.sessions[0])
+                for other in self.sessions[1:]:
                     self.scatter.set_overlay(other.key, other.x, other.y)
         else:
             self.scatter.remove_overlay(s.key)
@@ -304,7 +303,7 @@ class ExplorerDock(QDockWidget):
         if source == MAP:  # the dock's own changes refresh once, after all bundles
             self._refresh_selection()
 
-    def _refresh_selection(self, gallery_items: list[tuple[str, int]] | None = None,
+    def _refresh_selection(self, gallery_items: Sequence[tuple[str, int]] | None = None,
                            gallery_title: str | None = None) -> None:
         self.scatter.set_highlight(*self.selections.selected_points())
         self._update_stats()
@@ -404,7 +403,7 @@ class ExplorerDock(QDockWidget):
     def shutdown(self) -> None:
         """Close the bundles and drop every connection to QGIS (idempotent)."""
         self.close_all()
-        self._glow.off()
+        self._map.off()
         if self._project_connected:
             try:
                 self.project.layersWillBeRemoved.disconnect(self._layers_will_be_removed)

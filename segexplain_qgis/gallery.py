@@ -6,6 +6,7 @@ so a bundle with 100,000 patches costs only the rows shown.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +105,7 @@ class Gallery(QWidget):
         self.page_size = page_size
         self.thumb_px = thumb_px
         self.page = 0
-        self.items: list[tuple[str, int]] = []       # (bundle key, patch id)
+        self.items: Sequence[tuple[str, int]] = []   # (bundle key, patch id)
         self.sources: dict[str, tuple[Thumbnails, dict[str, np.ndarray], str]] = {}
         self.title = QLabel("no selection")
         self.errors = QCheckBox("errors instead of prediction")
@@ -143,9 +144,9 @@ class Gallery(QWidget):
         self.sources.pop(key, None)
         self.set_items([it for it in self.items if it[0] != key], self.title.text())
 
-    def set_items(self, items: list[tuple[str, int]], title: str) -> None:
-        """Show these patches from the first page."""
-        self.items = list(items)
+    def set_items(self, items: Sequence[tuple[str, int]], title: str) -> None:
+        """Show these patches from the first page (a sequence: only the page is read)."""
+        self.items = items
         self.title.setText(title)
         self.page = 0
         self._render()

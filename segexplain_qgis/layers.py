@@ -4,6 +4,12 @@ Group "segexplain: NAME" holds, top to bottom: the patch footprints (graduated b
 or by estimated IoU where there are no labels; further named styles by cluster and
 novelty), the error overlays (confusion raster: TP / FP / FN, TN transparent), the
 predictions, the estimated-IoU rasters, the ground truth and the images.
+
+The footprints are drawn only at scales where a patch spans at least
+`FOOTPRINT_MIN_PX` screen pixels: QGIS re-draws the whole layer in view on every
+selection change, and a million polygons seen whole take tens of seconds while each is
+a dot. Zoomed in, the GeoPackage's R-tree hands QGIS only the patches in view; zoomed
+out, the rasters show the errors and `map_view.SelectionOverview` the selection.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from qgis.core import (
     QgsCategorizedSymbolRenderer,
     QgsClassificationRange,
     QgsColorRampShader,
+    QgsFeatureRequest,
     QgsFillSymbol,
     QgsGraduatedSymbolRenderer,
     QgsLayerTreeGroup,
@@ -28,6 +35,7 @@ from qgis.core import (
     QgsRendererRange,
     QgsSingleBandPseudoColorRenderer,
     QgsSingleSymbolRenderer,
+    QgsUnitTypes,
     QgsVectorLayer,
 )
 from qgis.PyQt.QtGui import QColor
@@ -56,6 +64,8 @@ STYLE_IOU = "by IoU"
 STYLE_EST = "by estimated IoU"
 STYLE_CLUSTER = "by cluster"
 STYLE_NOVELTY = "by novelty"
+#: Footprints are drawn where one patch spans at least this many screen pixels.
+FOOTPRINT_MIN_PX = 4.0
 
 
 def qcolor(rgb: RGB | RGBA) -> QColor:
@@ -123,6 +133,20 @@ def pseudocolor_renderer(layer: QgsRasterLayer, lo: float = 0.0,
     return r
 
 
+def distinct_ints(values: np.ndarray) -> list[int]:
+    """The distinct finite values of an integer column, ascending (a count, not a sort)."""
+    v = np.asarray(values)
+    if v.dtype.kind not in "iu":
+        v = np.asarray(v, dtype=float)
+        v = v[np.isfinite(v)].astype(np.int64)
+    if v.size == 0:
+        return []
+    lo, hi = int(v.min()), int(v.max())
+    if hi - lo > 4 * v.size + 1024:  # sparse ids: sort instead
+        return np.unique(v).tolist()
+    return (np.flatnonzero(np.bincount(v - lo)) + lo).tolist()
+
+
 def style_footprints(layer: QgsVectorLayer, cols: dict[str, np.ndarray]) -> str:
     """Add the named styles to the footprint layer; returns the style made current.
 
@@ -130,8 +154,7 @@ def style_footprints(layer: QgsVectorLayer, cols: dict[str, np.ndarray]) -> str:
     """
     sm = layer.styleManager()
     has_iou = "iou" in cols and bool(np.isfinite(cols["iou"]).any())
-    cl = np.asarray(cols.get("cluster", np.zeros(0)), dtype=float)
-    clusters = sorted({int(c) for c in np.unique(cl[np.isfinite(cl)])})
+    clusters = distinct_ints(cols.get("cluster", np.zeros(0, np.int64)))
     extra: list[tuple[str, object]] = [(STYLE_CLUSTER, categorized_renderer("cluster",
                                                                           clusters))]
     if has_iou:
@@ -146,6 +169,26 @@ def style_footprints(layer: QgsVectorLayer, cols: dict[str, np.ndarray]) -> str:
     layer.setRenderer(graduated_renderer("iou" if has_iou else "est_iou"))
     sm.renameStyle(sm.currentStyle(), main)
     return main
+
+
+def limit_footprint_scale(layer: QgsVectorLayer, min_px: float = FOOTPRINT_MIN_PX,
+                          dpi: float = 96.0) -> float:
+    """Draw the footprints only where a patch spans `min_px` pixels; returns that scale.
+
+    The scale denominator comes from the first patch's size (0 and no limit for a
+    layer without features).
+    """
+    feat = next(layer.getFeatures(QgsFeatureRequest().setLimit(1)), None)
+    if feat is None or not feat.hasGeometry():
+        return 0.0
+    box = feat.geometry().boundingBox()
+    metres = max(box.width(), box.height()) * QgsUnitTypes.fromUnitToUnitFactor(
+        layer.crs().mapUnits(), QgsUnitTypes.DistanceUnit.DistanceMeters)
+    scale = metres * dpi / (0.0254 * min_px)
+    if scale > 0:
+        layer.setScaleBasedVisibility(True)
+        layer.setMinimumScale(scale)  # QGIS: the most zoomed-out scale still drawn
+    return scale
 
 
 @dataclass
@@ -214,6 +257,7 @@ def load_bundle_layers(bundle: Bundle, columns: dict[str, np.ndarray] | None = N
         raise BundleError(f"{bundle.gpkg}: QGIS cannot open layer 'patches'; the bundle "
                           "is damaged: copy it again or run the analysis again")
     style_footprints(fp, columns if columns is not None else bundle.patches)
+    limit_footprint_scale(fp)
     out = BundleLayers(group_name=f"segexplain: {title}", footprints=fp)
     images = bundle.manifest.get("images", [])
     order: list[tuple[str, str, QgsMapLayer]] = []

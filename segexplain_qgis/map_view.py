@@ -1,12 +1,18 @@
-"""What the explorer does to the map canvas: zoom to patches, flash one, glow the selection."""
+"""What the explorer does to the map canvas: zoom to patches, flash one, show the selection."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from qgis.core import QgsCoordinateTransform, QgsProject, QgsRectangle, QgsVectorLayer
 from qgis.gui import QgsMapCanvas
 from qgis.PyQt.QtGui import QColor
+
+from .map_overview import SelectionOverview, patch_centres
+
+if TYPE_CHECKING:  # types only
+    from .session import BundleSession
 
 
 def _to_canvas(rect: QgsRectangle, layer: QgsVectorLayer, canvas: QgsMapCanvas,
@@ -76,3 +82,38 @@ class SelectionGlow:
         if self.canvas is not None and self._old is not None:
             self.canvas.setSelectionColor(self._old)
             self._old = None
+
+
+class MapSelection:
+    """What the explorer adds to the canvas for selections: the glow and the overview.
+
+    Footprints show their selection (glowing) where they are drawn; zoomed out, where
+    they are not, `map_overview.SelectionOverview` marks the selected patches.
+    """
+
+    def __init__(self, canvas: QgsMapCanvas | None) -> None:
+        self.canvas = canvas
+        self.glow = SelectionGlow(canvas)
+        self.overview = SelectionOverview(canvas) if canvas is not None else None
+
+    def show(self, s: BundleSession) -> None:
+        """Show a bundle's selection on the map (its footprints and the overview)."""
+        self.glow.on()
+        if self.overview is None or self.canvas is None or s.layers is None:
+            return
+        if self.overview.scene() is None:
+            self.canvas.scene().addItem(self.overview)
+        bundle, images = s.bundle, s.columns["image"]
+        self.overview.add(s.key, s.layers.footprints, s.selection,
+                          lambda: patch_centres(bundle, images))
+
+    def hide(self, key: str) -> None:
+        """Stop showing a bundle's selection."""
+        if self.overview is not None:
+            self.overview.remove(key)
+
+    def off(self) -> None:
+        """Restore the selection colour and take the overview off the canvas (idempotent)."""
+        self.glow.off()
+        if self.overview is not None:
+            self.overview.dispose()

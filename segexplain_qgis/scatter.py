@@ -1,9 +1,11 @@
 """The latent-plane scatter: points, heatmap, colour scales, brushes, highlight, hover.
 
 A pyqtgraph widget (no QGIS API; pyqtgraph through `.pg`). The points of each bundle are
-one `PointCloudItem` (palette code per point, see `point_cloud`); the selection is a
-separate item (a dark halo under the selected points), so a brush never re-styles the
-base points. Palettes come as RGB tuples from `colors` / `coloring`.
+one `PointCloudItem` (palette code per point, see `point_cloud`): dots when the view
+holds a few thousand of them, a density image beyond. The selection is separate
+(`SelectionMarks`: a dark halo under selected dots, or an outlined tint over a density
+image), so a brush never re-draws the base points. Palettes come as RGB tuples from
+`colors` / `coloring`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 
 from .colors import HEATMAP_STOPS, IOU_STOPS, RGB, Stops
 from .pg import QtCore, QtGui, QtWidgets, pg
-from .point_cloud import PointCloudItem, qcolor
+from .point_cloud import PointCloudItem, SelectionMarks, qcolor
 
 if TYPE_CHECKING:  # types only; at run time pyqtgraph comes through .pg
     from pyqtgraph import ColorMap
@@ -30,12 +32,13 @@ def colormap(stops: Stops) -> ColorMap:
     return pg.ColorMap(pos, rgb)
 
 
-def robust_range(v: np.ndarray, q: float = 1.0,
-                 spread: float = 3.0) -> tuple[float, float] | None:
+def robust_range(v: np.ndarray, q: float = 1.0, spread: float = 3.0,
+                 sample: int = 200_000) -> tuple[float, float] | None:
     """Return the range to show (None without finite values).
 
     The full range, or the central (q, 100 - q) percentiles when a few outliers stretch
-    the full range more than `spread` times.
+    the full range more than `spread` times (percentiles of every k-th value when there
+    are more than `sample`).
     """
     v = np.asarray(v, dtype=float)
     v = v[np.isfinite(v)]
@@ -43,7 +46,8 @@ def robust_range(v: np.ndarray, q: float = 1.0,
         return None
     lo, hi = float(v.min()), float(v.max())
     if v.size >= 20:
-        a, b = (float(t) for t in np.percentile(v, [q, 100 - q]))
+        part = v[::-(-v.size // sample)]
+        a, b = (float(t) for t in np.percentile(part, [q, 100 - q]))
         if b > a and hi - lo > spread * (b - a):
             return a, b
     if hi == lo:
@@ -136,10 +140,13 @@ class LatentScatter(QtWidgets.QWidget):
         self.plot.addItem(self.base)
         self.overlays: dict[str, PointCloudItem] = {}
         self._spare: list[PointCloudItem] = []
-        # selected points: a dark halo drawn just under the points
-        self.highlight = PointCloudItem(diameter_px=10.0)
+        # selected points: a dark halo just under the dots, or marks over density images
+        self.highlight = SelectionMarks(self.point_items, over=False)
         self.highlight.setZValue(-1)
         self.plot.addItem(self.highlight, ignoreBounds=True)
+        self.highlight_over = SelectionMarks(self.point_items, over=True)
+        self.highlight_over.setZValue(10)
+        self.plot.addItem(self.highlight_over, ignoreBounds=True)
         self.point_bar = pg.ColorBarItem(values=(0, 1), colorMap=colormap(IOU_STOPS),
                                          interactive=False, width=14, label="IoU")
         self.view.addItem(self.point_bar, row=0, col=1)
@@ -214,9 +221,14 @@ class LatentScatter(QtWidgets.QWidget):
         self.set_points(np.zeros(0), np.zeros(0), np.zeros(0, np.int64), [])
         self.clear_heatmap()
 
+    def point_items(self) -> list[PointCloudItem]:
+        """The items of every bundle's points (base first)."""
+        return [self.base, *self.overlays.values()]
+
     def set_highlight(self, x: np.ndarray, y: np.ndarray) -> None:
-        """Mark the selected points (a halo under them)."""
+        """Mark the selected points (halos under dots, marks over density images)."""
         self.highlight.setData(x, y)
+        self.highlight_over.setData(x, y)
 
     def set_continuous_scale(self, label: str, lo: float, hi: float, stops: Stops) -> None:
         """Show the colour bar of a continuous colouring (`stops` over [lo, hi])."""

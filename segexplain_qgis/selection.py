@@ -15,12 +15,12 @@ that came from the map is never pushed back to it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Protocol, overload
 
 import numpy as np
 
-from .brushes import nearest_point, points_in_polygon, points_in_rect
+from .brushes import nearest_point, points_in_polygon, points_in_rect, y_order
 
 #: How a new selection merges into the current one.
 MODES = ("replace", "add", "subtract")
@@ -41,7 +41,10 @@ def combine(current: np.ndarray, new: np.ndarray, mode: str) -> np.ndarray:
 
 
 def mean_finite(values: np.ndarray, mask: np.ndarray) -> float:
-    """Mean of `values[mask]` over finite entries (NaN when there are none)."""
+    """Mean of `values[mask]` over finite entries (NaN when there are none).
+
+    `mask`: a boolean mask or the indices it selects.
+    """
     v = values[mask]
     v = v[np.isfinite(v)]
     return float(v.mean()) if v.size else float("nan")
@@ -66,7 +69,9 @@ class Selection:
             raise ValueError(f"{self.scores.size} scores for {self.n} patches: expected one "
                              "score per patch")
         self._mask = self._frozen(np.zeros(self.n, dtype=bool))
+        self._ids: np.ndarray | None = None  # the mask's ids, made once per mask
         self._listeners: list[Callable[[Selection, str], None]] = []
+        self._y_order: tuple[np.ndarray, np.ndarray] | None = None  # made by the first lasso
 
     @staticmethod
     def _frozen(mask: np.ndarray) -> np.ndarray:
@@ -80,8 +85,10 @@ class Selection:
         return self._mask
 
     def ids(self) -> np.ndarray:
-        """Selected patch ids, ascending."""
-        return np.flatnonzero(self._mask)
+        """Selected patch ids, ascending (read-only)."""
+        if self._ids is None:
+            self._ids = self._frozen(np.flatnonzero(self._mask))
+        return self._ids
 
     @property
     def count(self) -> int:
@@ -90,7 +97,7 @@ class Selection:
 
     def mean_score(self) -> float:
         """Mean score (IoU) of the selected patches that have one; NaN when none has."""
-        return mean_finite(self.scores, self._mask) if self.scores is not None else float("nan")
+        return mean_finite(self.scores, self.ids()) if self.scores is not None else float("nan")
 
     def summary(self) -> tuple[int, float]:
         """(count, mean score) of the selection."""
@@ -104,6 +111,7 @@ class Selection:
             raise ValueError(f"selection mask of shape {m.shape}: expected ({self.n},), one "
                              "entry per patch")
         self._mask = self._frozen(m)
+        self._ids = None
         for listener in list(self._listeners):
             listener(self, source)
 
@@ -129,7 +137,9 @@ class Selection:
 
     def brush_polygon(self, poly: np.ndarray, mode: str = "replace") -> None:
         """Merge the points inside a lasso polygon (M x 2, closed implicitly)."""
-        self.merge(points_in_polygon(self.x, self.y, poly), mode)
+        if self._y_order is None:
+            self._y_order = y_order(self.y)
+        self.merge(points_in_polygon(self.x, self.y, poly, self._y_order), mode)
 
     def clear(self, source: str = BRUSH) -> None:
         """Nothing selected."""
@@ -144,6 +154,52 @@ class Selection:
                 self._listeners.remove(listener)
 
         return unsubscribe
+
+
+class SelectedItems(Sequence[tuple[str, int]]):
+    """(bundle key, patch id) of every selected patch, bundle by bundle, made on demand.
+
+    The gallery shows a page of a selection; a million (key, id) tuples built at every
+    brush would cost more than the brush itself.
+    """
+
+    def __init__(self, parts: Sequence[tuple[str, np.ndarray]]) -> None:
+        self._keys = [k for k, _ in parts]
+        self._ids = [np.asarray(ids, dtype=np.int64) for _, ids in parts]
+        self._ends = np.cumsum([ids.size for ids in self._ids], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self._ends[-1]) if self._ends.size else 0
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[str, int]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[tuple[str, int]]: ...
+
+    def __getitem__(self, i: int | slice) -> tuple[str, int] | list[tuple[str, int]]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        j = i + n if i < 0 else i
+        if not 0 <= j < n:
+            raise IndexError(f"item {i} of {n} selected patches")
+        part = int(np.searchsorted(self._ends, j, side="right"))
+        start = int(self._ends[part - 1]) if part else 0
+        return self._keys[part], int(self._ids[part][j - start])
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        for key, ids in zip(self._keys, self._ids, strict=True):
+            for i in ids.tolist():
+                yield key, i
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other,
+                                                                       strict=True))
+
+    __hash__ = None  # type: ignore[assignment]  # compares by content, like a list
 
 
 class SelectionGroup:
@@ -204,12 +260,12 @@ class SelectionGroup:
         sels = [sel for _, sel in self]
         if not sels:
             return np.zeros(0), np.zeros(0)
-        return (np.concatenate([s.x[s.mask] for s in sels]),
-                np.concatenate([s.y[s.mask] for s in sels]))
+        return (np.concatenate([s.x[s.ids()] for s in sels]),
+                np.concatenate([s.y[s.ids()] for s in sels]))
 
-    def selected_items(self) -> list[tuple[str, int]]:
-        """(bundle key, patch id) of every selected patch, bundle by bundle."""
-        return [(k, i) for k, sel in self for i in sel.ids().tolist()]
+    def selected_items(self) -> SelectedItems:
+        """(bundle key, patch id) of every selected patch, bundle by bundle (a sequence)."""
+        return SelectedItems([(k, sel.ids()) for k, sel in self])
 
     def nearest(self, qx: float, qy: float, sx: float = 1.0, sy: float = 1.0,
                 max_px: float = np.inf) -> tuple[str, int] | None:

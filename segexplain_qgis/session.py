@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from qgis.core import QgsProject
 
-from ..core.bundle.reader import Bundle, read_table
+from ..core.bundle.reader import Bundle, column_names, read_table
 from ..core.errors import BundleError
 from .layers import BundleLayers, load_bundle_layers
 from .link import FootprintLink
@@ -41,6 +41,7 @@ class BundleSession:
                               "bundle is damaged: run the analysis again")
         self.n = n
         self.columns = cols
+        self._has: dict[str, bool] = {}
         self.x = np.asarray(cols["pc1"], dtype=float)
         self.y = np.asarray(cols["pc2"], dtype=float)
         #: what is selected; kept in step with the footprint layer's selection
@@ -52,7 +53,9 @@ class BundleSession:
         if with_layers:
             self.layers = load_bundle_layers(self.bundle, cols, self.project)
             try:
-                self.link = FootprintLink(self.layers.footprints, n, self.bundle.gpkg)
+                # a bundle with its columns as arrays has its rows in patch_id order
+                self.link = FootprintLink(self.layers.footprints, n, self.bundle.gpkg,
+                                          in_order=bool(column_names(self.bundle.path)))
             except Exception:
                 self.layers.remove(self.project)
                 raise
@@ -70,13 +73,17 @@ class BundleSession:
         return str(self.bundle.manifest.get("iou_convention", "zero"))
 
     def has(self, column: str) -> bool:
-        """Whether the column exists and has at least one value."""
-        v = self.columns.get(column)
-        if v is None:
-            return False
-        if v.dtype == object:
-            return any(x is not None for x in v.tolist())
-        return bool(np.isfinite(v).any())
+        """Whether the column exists and has at least one value (answers are kept)."""
+        known = self._has
+        if column not in known:
+            v = self.columns.get(column)
+            if v is None:
+                known[column] = False
+            elif v.dtype == object:
+                known[column] = any(x is not None for x in v)  # stops at the first
+            else:
+                known[column] = bool(np.isfinite(v).any())
+        return bool(known[column])
 
     @property
     def has_labels(self) -> bool:

@@ -143,10 +143,10 @@ def test_map_sync_pushes_brushes_and_takes_map_selections_without_echo():
 
 
 def test_model_modules_load_without_qt():
-    """selection, brushes, coloring, colors and captions import neither Qt nor QGIS."""
+    """selection, brushes, coloring, colors, captions and density import neither Qt nor QGIS."""
     code = ("import sys\n"
             "from segexplain.segexplain_qgis import brushes, captions, coloring, colors, "
-            "selection\n"
+            "density, selection\n"
             "print('LOADED', sorted({m.split('.')[0] for m in sys.modules} & "
             "{'qgis', 'PyQt5', 'PyQt6', 'pyqtgraph'}))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
