@@ -48,8 +48,10 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     from ..data.datasets import discover
     from ..engine.inference import analyze_images
     from ..errors import ConfigurationError
-    from ._common import load, print_scores, versions
+    from ._common import load, print_scores, require, versions
 
+    require("analyze", {"sklearn": "scikit-learn", "scipy": "scipy"},
+            "PCA, the IoU estimators and the clustering")
     if args.clusters_max < 2:
         raise ConfigurationError(f"--clusters-max {args.clusters_max}: expected at least 2")
     if not 2 <= args.components <= 512:

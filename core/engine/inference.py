@@ -24,17 +24,20 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import ConfigurationError, EmptyInputError
 from ..model.backends import Backend, make_backend
-from ..model.models import POOLINGS, LoadedModel, as_loaded
+from ..model.spec import POOLINGS, OnnxModel, is_onnx, load_onnx_model
 from ..progress import NULL_PROGRESS, Progress
 from .metrics import THRESHOLD, check_convention, patch_metrics
 from .records import METRIC_COLUMNS, ImageRecord, PatchTable
 from .stitch import StripStitcher, window_bounds
+
+if TYPE_CHECKING:
+    from ..model.models import LoadedModel
 
 #: GDAL block cache (bytes) set for the process by `analyze_images`.
 GDAL_CACHE_BYTES = 128 * 2**20
@@ -62,7 +65,8 @@ class _Image:
     record: ImageRecord
 
 
-def check_patch_size(patch_size: int, stride: int | None, model: LoadedModel) -> int:
+def check_patch_size(patch_size: int, stride: int | None,
+                     model: LoadedModel | OnnxModel) -> int:
     """Validate patch size and stride; returns the stride (default: the patch size)."""
     os_ = model.output_stride
     if patch_size <= 0 or patch_size % os_:
@@ -98,7 +102,7 @@ def thumbnails(images: np.ndarray, labels: np.ndarray | None, prob: np.ndarray |
     return out
 
 
-def _check_bands(pair: Any, model: LoadedModel, bands: Sequence[int] | None) -> None:
+def _check_bands(pair: Any, model: LoadedModel | OnnxModel, bands: Sequence[int] | None) -> None:
     """Refuse a model with more channels than the image has bands, saying what to do."""
     import rasterio
 
@@ -116,8 +120,8 @@ def _check_bands(pair: Any, model: LoadedModel, bands: Sequence[int] | None) -> 
             f"{count}-channel model")
 
 
-def _open_images(pairs: Sequence[Any], model: LoadedModel, patch_size: int, stride: int,
-                 min_valid: float, bands: Sequence[int] | None,
+def _open_images(pairs: Sequence[Any], model: LoadedModel | OnnxModel, patch_size: int,
+                 stride: int, min_valid: float, bands: Sequence[int] | None,
                  progress: Progress) -> list[_Image]:
     from ..data.imagery import open_source
 
@@ -207,7 +211,8 @@ def analyze_images(pairs: list[Any], model: LoadedModel | Any, *, patch_size: in
                    bands: Sequence[int] | None = None) -> PatchTable:
     """Analyse image/label pairs with `model`; see the module doc.
 
-    `model` is a `LoadedModel`, a model folder / checkpoint path or an smp module.
+    `model` is a `LoadedModel`, an `OnnxModel` (no torch needed), a model folder /
+    checkpoint / ``.onnx`` path or an smp module.
     `backend` is "auto", "torch", "cuda", "cpu", "onnx" (see `backends`) or a back end
     built by `backends.make_backend` for this model, reused across calls.
     `raster_dir` receives <image>_pred.tif and, for labelled images, <image>_confusion.tif
@@ -223,7 +228,7 @@ def analyze_images(pairs: list[Any], model: LoadedModel | Any, *, patch_size: in
             f"thumbnail size {thumb_size}: expected 1 to the patch size {patch_size}")
     if not pairs:
         raise EmptyInputError("no images to analyse: pass at least one image")
-    lm = as_loaded(model)
+    lm = _as_model(model)
     if lm.classes != 1:
         raise ConfigurationError(
             f"model has {lm.classes} output classes: expected 1 (binary building mask)")
@@ -244,7 +249,18 @@ def analyze_images(pairs: list[Any], model: LoadedModel | Any, *, patch_size: in
             im.source.close()
 
 
-def _analyze(images: list[_Image], lm: LoadedModel, *, patch_size: int, iou_convention: str,
+def _as_model(model: Any) -> Any:
+    """An `OnnxModel` as it is (or opened from an .onnx path), else a `LoadedModel`."""
+    if isinstance(model, OnnxModel):
+        return model
+    if isinstance(model, (str, Path)) and is_onnx(model):
+        return load_onnx_model(model)
+    from ..model.models import as_loaded  # torch
+
+    return as_loaded(model)
+
+
+def _analyze(images: list[_Image], lm: Any, *, patch_size: int, iou_convention: str,
              backend: str | Backend, batch_size: int | None, encoder_only: bool,
              raster_dir: Path | None, thumb_size: int, pooling: str, progress: Progress,
              threads: int | None, readers: int | None) -> PatchTable:

@@ -63,13 +63,13 @@ def _file_state(path: Path) -> tuple[Any, ...]:
 
 def cached_model(model_path: str | Path) -> Any:
     """Load the model at `model_path` once per process (cached by path and file state)."""
-    from ..model.models import load_model
+    from ..model.spec import load_any  # an ONNX file needs no torch
 
     p = Path(model_path).resolve()
     key = (str(p), _file_state(p))
     if key not in _MODELS:
         _MODELS.clear()  # one model per worker process at a time
-        _MODELS[key] = load_model(p)
+        _MODELS[key] = load_any(p)
     return _MODELS[key]
 
 
