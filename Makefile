@@ -19,8 +19,9 @@ resources_rc.py: resources.qrc icons/icon.svg
 
 # `make lock`: requirements*.txt -> requirements-dev.lock, requirements.lock and
 # requirements-field.lock (every package pinned, with hashes; uv from PyPI, scripts/lock.sh).
+# `make lock UPGRADE=1`: newest versions everywhere, not only where the inputs changed.
 lock:
-	@scripts/lock.sh
+	@UPGRADE=$(UPGRADE) scripts/lock.sh
 
 # The venv must be exactly the lock: same packages, same versions, `pip check` clean.
 check-lock: setup

@@ -34,8 +34,9 @@ import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
-#: Installed in every venv by `python -m venv` and never in a lock.
-INSTALLER = {"pip"}
+#: Installed in every venv by `python -m venv` (ensurepip): checked when a lock has them,
+#: never "not in the lock".
+INSTALLER = {"pip", "setuptools", "wheel"}
 _HEADER_INPUTS = re.compile(r"^# inputs-sha256: ([0-9a-f]{64})$")
 _HEADER_FILES = re.compile(r"^#   (.+)$")
 

@@ -5,6 +5,9 @@
 #   requirements.lock        worker only (GPU servers; `make wheelhouse`)
 #   requirements-field.lock  field worker: estimate from an ONNX model, no torch
 #
+# A new lock keeps the current one's versions where requirements*.txt allow;
+# `make lock UPGRADE=1` takes the newest versions everywhere.
+#
 # Every transitive package is pinned with the sha256 of each of its files on PyPI, for
 # every platform (--universal: Linux, Windows, macOS). The worker and field locks are
 # resolved with the development lock as constraints, so a package has one version in all
@@ -27,6 +30,9 @@ trap 'rm -rf "$tmp"' EXIT
 
 compile() {  # compile OUT INPUT... [-c CONSTRAINTS]...
   local out=$1; shift
+  # the current lock's versions are kept where the inputs allow (uv's preferences);
+  # `make lock UPGRADE=1` resolves everything to the newest versions again
+  if [ -f "$out" ] && [ -z "${UPGRADE:-}" ]; then cp "$out" "$tmp/$out"; fi
   # PyPI only, whatever this machine's pip configuration adds: the lock is the same on
   # every machine. Python 3.11 is Debian 12's; the universal resolution also covers the
   # newer Pythons of QGIS on Windows (3.12).

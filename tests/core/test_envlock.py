@@ -126,3 +126,15 @@ def test_check_fails_with_one_line_per_difference(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "differs from" in err and "`make setup`" in err
     assert "missing: alpha==1.0" in err and "x.lock is older than x.txt" in err
+
+
+def test_pyproj_finds_its_proj_data():
+    """Debian's pyproj in a venv looks for PROJ data under the venv and finds none
+    ("Valid PROJ data directory not found"); the locked wheel carries its own."""
+    import pyproj
+    from pyproj import Transformer
+
+    assert Path(pyproj.datadir.get_data_dir(), "proj.db").is_file()
+    x, y = Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True).transform(
+        500000, 5300000)
+    assert abs(x - 15.0) < 1e-6 and 47.8 < y < 47.9
