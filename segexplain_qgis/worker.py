@@ -135,6 +135,8 @@ def explain_failure(python: str, returncode: int | None, error: dict[str, Any] |
     if error:
         name = str(error.get("error", "error"))
         msg = " ".join(text.split()) or name
+        if name == "DependencyError":  # the worker Python lacks a package: another Python?
+            return f"the worker Python {python}: {msg}; or {where}"
         return msg if not msg.startswith("unexpected") else f"{msg}; if it persists, {where}"
     usage = [ln for ln in lines if ": error: " in ln]
     if usage:

@@ -41,7 +41,7 @@ def require(command: str, modules: dict[str, str], why: str) -> None:
         field = (importlib.util.find_spec("onnxruntime") is not None
                  and importlib.util.find_spec("torch") is None)
         raise DependencyError(
-            f"{command} needs {' and '.join(missing)} ({why}), which this Python lacks"
+            f"{command} needs {', '.join(missing)} ({why}), which this Python lacks"
             + (" (a field worker: estimate only)" if field else "") + f": {FULL_WORKER}")
 
 

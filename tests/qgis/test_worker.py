@@ -145,6 +145,11 @@ def test_explain_failure_says_what_to_do():
         "event": "error", "error": "RuntimeError",
         "message": "unexpected ModuleNotFoundError: No module named 'torch' (run again...)"}, [])
     assert "cannot import torch" in torch and "pip install" in torch and "Settings" in torch
+    dep = explain_failure("/opt/field/python", 2, {
+        "event": "error", "error": "DependencyError",
+        "message": "analyze needs scikit-learn (PCA), which this Python lacks: install X"}, [])
+    assert dep.startswith("the worker Python /opt/field/python: analyze needs scikit-learn")
+    assert "Settings" in dep
     core = explain_failure("py", 2, {"event": "error", "error": "GridMismatchError",
                                      "message": "label x.tif: CRS differs; reproject it"}, [])
     assert core == "label x.tif: CRS differs; reproject it"
@@ -253,7 +258,8 @@ def test_python_without_torch_gives_explained_error(qgis_iface, tmp_path, tiny_r
     QgsApplication.taskManager().addTask(task)
     wait_task(task, 120)
     assert task.result is None
-    assert "cannot import" in task.message and "Settings" in task.message
+    assert "analyze needs" in task.message and "torch" in task.message
+    assert SYSTEM_PY in task.message and "Settings" in task.message
     assert "Traceback" not in task.message and "\n" not in task.message
     assert task.message in " ".join(qgis_iface.messageBar().get_messages(Qgis.Critical))
     assert not list(out.parent.iterdir())
