@@ -27,11 +27,14 @@ lock:
 check-lock: setup
 	@$(PY) scripts/envlock.py check requirements-dev.lock
 
+# lint-imports checks the layering contracts in .importlinter (core free of Qt, the plugin
+# free of the worker's packages, the bundle reader on numpy + stdlib, layers, no cycles).
 lint: setup
-	$(VENV)/bin/ruff check core segexplain_qgis bench tests __init__.py
+	$(VENV)/bin/ruff check core segexplain_qgis bench tests scripts __init__.py
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: setup
-	$(VENV)/bin/mypy core
+	$(VENV)/bin/mypy core segexplain_qgis
 
 # Core and plugin tests run in separate processes: the plugin tests load QGIS (and its
 # GDAL) exactly as QGIS does, without the worker's rasterio/torch in the same process.

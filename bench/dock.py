@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 from qgis.gui import QgsMapCanvas, QgsMessageBar  # noqa: E402
 from qgis.PyQt.QtWidgets import QMainWindow  # noqa: E402
 from segexplain.core.bundle.reader import Bundle  # noqa: E402
+from segexplain.segexplain_qgis.coloring import point_colors  # noqa: E402
 from segexplain.segexplain_qgis.dock import ExplorerDock  # noqa: E402
 
 
@@ -82,8 +83,8 @@ def main() -> int:
         open_s = time.perf_counter() - t
         # scatter + heatmap alone: the same bundle's points and grid set again
         t = time.perf_counter()
-        dock.scatter.set_points(session.x, session.y,
-                                *dock._colors(session, session.score_column)[:2])
+        colors = point_colors(session.columns, session.n, session.score_column)
+        dock.scatter.set_points(session.x, session.y, colors.codes, colors.palette)
         grid, extent = session.bundle.heatmap()
         dock.scatter.set_heatmap(grid, extent)
         dock.scatter.view.viewport().repaint()

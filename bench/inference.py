@@ -101,16 +101,18 @@ def bare_rate(backend: object, x: np.ndarray, n_batches: int) -> float:
 def pipeline_rate(pairs: list, model: object, backend: object, size: int, batch: int,
                   threads: int, out: Path) -> tuple[float, int]:
     from segexplain.core.engine.inference import analyze_images
+    from segexplain.core.engine.settings import EngineSettings
 
+    settings = EngineSettings(patch_size=size, batch_size=batch, threads=threads)
     t = time.perf_counter()
-    table = analyze_images(pairs, model, patch_size=size, backend=backend, batch_size=batch,
-                           threads=threads, raster_dir=out)
+    table = analyze_images(pairs, model, settings, raster_dir=out, backend=backend)
     return len(table) / (time.perf_counter() - t), len(table)
 
 
 def rss_child(args: argparse.Namespace) -> None:
     """Subprocess body: analyse one sparse image, print peak RSS (MiB) as JSON."""
     from segexplain.core.engine.inference import analyze_images
+    from segexplain.core.engine.settings import EngineSettings
 
     model = make_model(args.quick)
     work = Path(args.rss_child_dir)
@@ -121,9 +123,9 @@ def rss_child(args: argparse.Namespace) -> None:
     blocks = [((i // side) * step, (i % side) * step) for i in range(n)]
     pair = write_pair(work, f"img{size}", size, blocks, block)
     t = time.perf_counter()
-    table = analyze_images([pair], model, patch_size=block, backend=args.backend,
-                           batch_size=args.batch, threads=args.threads,
-                           raster_dir=work / "rasters")
+    settings = EngineSettings(patch_size=block, backend=args.backend, batch_size=args.batch,
+                              threads=args.threads)
+    table = analyze_images([pair], model, settings, raster_dir=work / "rasters")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps({"size": size, "patches": len(table), "rss_mib": rss,
                       "seconds": time.perf_counter() - t}))

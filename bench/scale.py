@@ -27,10 +27,12 @@ import resource
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from segexplain.core.engine.settings import EngineSettings
 
 #: Assumptions for the GPU plan (nothing here was measured on a GPU).
 GPU_ASSUMPTIONS = {
@@ -64,10 +66,12 @@ class _NoModel:
     """
 
     name = "none"
-    device = "cpu"
 
     def __init__(self, dim: int) -> None:
+        import torch
+
         self.dim = dim
+        self.device = torch.device("cpu")  # the engine reads device.type, as of a real one
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         emb = np.zeros((x.shape[0], self.dim), np.float32)
@@ -101,7 +105,7 @@ def _flops_per_patch(model: Any, patch: int) -> float:
     return float(fc.get_total_flops())
 
 
-def _in_process(pairs: list[Any], model: Any, kw: dict[str, Any],
+def _in_process(pairs: list[Any], model: Any, settings: EngineSettings,
                 raster_dir: Path) -> tuple[Any, dict[str, float]]:
     """Engine in this process; the backend's share of the time measured apart."""
     import segexplain.core.engine.inference as engine
@@ -127,7 +131,7 @@ def _in_process(pairs: list[Any], model: Any, kw: dict[str, Any],
     engine.make_backend = timed
     try:
         t = time.perf_counter()
-        table = engine.analyze_images(pairs, model, raster_dir=raster_dir, **kw)
+        table = engine.analyze_images(pairs, model, settings, raster_dir=raster_dir)
         wall = time.perf_counter() - t
     finally:
         engine.make_backend = real
@@ -137,7 +141,7 @@ def _in_process(pairs: list[Any], model: Any, kw: dict[str, Any],
                    "other_s_per_patch": (wall - spent["setup"] - spent["backend"]) / n}
 
 
-def _cpu_side(pairs: list[Any], model: Any, kw: dict[str, Any],
+def _cpu_side(pairs: list[Any], model: Any, settings: EngineSettings,
               raster_dir: Path) -> dict[str, float]:
     """Engine without a model: wall and CPU seconds per patch of read/score/engine/stitch."""
     import segexplain.core.engine.inference as engine
@@ -146,7 +150,7 @@ def _cpu_side(pairs: list[Any], model: Any, kw: dict[str, Any],
     engine.make_backend = lambda *a, **k: _NoModel(model.embedding_channels)
     try:
         t, c = time.perf_counter(), time.process_time()
-        table = engine.analyze_images(pairs, model, raster_dir=raster_dir, **kw)
+        table = engine.analyze_images(pairs, model, settings, raster_dir=raster_dir)
         wall, cpu = time.perf_counter() - t, time.process_time() - c
     finally:
         engine.make_backend = real
@@ -185,7 +189,7 @@ def _table_bytes(table: Any) -> float:
     return (sum(a.nbytes for a in arrays) + wkb) / len(table)
 
 
-def _tiles_rate(workers: int, pairs: list[Any], model_path: Path, kw: dict[str, Any],
+def _tiles_rate(workers: int, pairs: list[Any], model_path: Path, settings: EngineSettings,
                 work: Path) -> dict[str, Any]:
     """`run_tiles` throughput on `workers` local Dask workers (0: in this process)."""
     from segexplain.core.scale.executors import DaskExecutor, InProcessExecutor, cpu_count
@@ -199,10 +203,11 @@ def _tiles_rate(workers: int, pairs: list[Any], model_path: Path, kw: dict[str, 
             ex.client.run(cached_model, str(model_path))  # warm: imports, model
         else:
             ex.threads = cpu_count()
-        run_tiles(pairs[:max(1, workers)], model_path, kw, executor=ex,
+        run_tiles(pairs[:max(1, workers)], model_path, settings, executor=ex,
                   work_dir=work / f"warm{workers}")  # warm: ONNX sessions, first reads
         t = time.perf_counter()
-        table = run_tiles(pairs, model_path, kw, executor=ex, work_dir=work / f"w{workers}")
+        table = run_tiles(pairs, model_path, settings, executor=ex,
+                          work_dir=work / f"w{workers}")
         wall = time.perf_counter() - t
         rss = ex.client.run(_peak_rss_mib) if workers else {"self": _peak_rss_mib()}
     return {"workers": workers, "threads_per_worker": ex.threads, "patches": len(table),
@@ -271,7 +276,8 @@ def main() -> None:
         write_sample_data(tmp / "data", tile_size=args.tile_size, tiles=args.tiles)
         pairs = discover(tmp / "data" / "train", None, require_labels=True)
         model = _make_model(args.encoder, tmp / "model")
-        kw = {"patch_size": args.patch_size, "iou_convention": "zero", "backend": "auto"}
+        settings = EngineSettings(patch_size=args.patch_size, iou_convention="zero",
+                                  backend="auto")
         backend = resolve_backend("auto")
         if backend == "onnx":
             cached_onnx(model, args.patch_size, "avg", False)  # export once, not timed
@@ -282,7 +288,7 @@ def main() -> None:
         print(f"model        unet/{args.encoder}, {m['flops_per_patch'] / 1e9:.1f} GFLOP "
               f"per {args.patch_size} px patch, backend {backend}, {cores} cores", flush=True)
 
-        table, costs = _in_process(pairs, model, {**kw, "threads": cores}, tmp / "r0")
+        table, costs = _in_process(pairs, model, replace(settings, threads=cores), tmp / "r0")
         m.update({k: round(v, 5) for k, v in costs.items()})
         m["patches"] = len(table)
         m["in_process_patches_per_s"] = round(len(table) / costs["wall_s"], 3)
@@ -291,7 +297,7 @@ def main() -> None:
         print(f"in-process   {len(table)} patches: inference {costs['infer_s_per_patch']:.3f}"
               f" s/patch ({m['cpu_gflops_effective']} GFLOP/s), other "
               f"{costs['other_s_per_patch']:.4f} s/patch", flush=True)
-        m.update(_cpu_side(pairs, model, kw, tmp / "r1"))
+        m.update(_cpu_side(pairs, model, settings, tmp / "r1"))
         print(f"cpu side     {m['cpu_side_wall_s_per_patch']:.4f} s/patch wall, "
               f"{m['cpu_side_cpu_s_per_patch']:.4f} s/patch CPU (read, score, thumbnails, "
               "stitch; no model)", flush=True)
@@ -302,7 +308,7 @@ def main() -> None:
 
         runs = []
         for workers in (0, 1, 2):
-            r = _tiles_rate(workers, pairs, tmp / "model", kw, tmp / "work")
+            r = _tiles_rate(workers, pairs, tmp / "model", settings, tmp / "work")
             runs.append(r)
             label = f"dask {workers} wkr" if workers else "tiles here  "
             print(f"{label} {r['patches_per_s']:.3f} patches/s ({r['wall_s']} s, "

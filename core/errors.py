@@ -42,6 +42,10 @@ class MissingLabelError(InputError):
     """An image without the label file that the task needs."""
 
 
+class NoValidPatchError(EmptyInputError):
+    """Imagery without a single patch that has enough valid (not nodata) pixels."""
+
+
 class ConfigurationError(SegexplainError, ValueError):
     """Parameters that do not fit together (patch size, stride, bands...)."""
 
@@ -64,6 +68,10 @@ class CancelledError(SegexplainError, RuntimeError):
 
 class WorkerError(SegexplainError, RuntimeError):
     """The worker process (the core command line started by the plugin) failed."""
+
+
+class DeviceError(SegexplainError, RuntimeError):
+    """A device that was asked for (a CUDA GPU) and that this machine does not have."""
 
 
 class ClusterError(SegexplainError, ConnectionError):

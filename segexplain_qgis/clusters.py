@@ -15,6 +15,8 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
+from ..core.figures import format_number
+
 HEADERS = ["cluster", "size", "mean IoU", "median IoU", "region mix"]
 
 
@@ -90,7 +92,7 @@ class ClusterPanel(QWidget):
             self.table.setItem(r, 1, _NumItem(size, str(size)))
             for j, v in ((2, mean), (3, med)):
                 self.table.setItem(r, j, _NumItem(v if np.isfinite(v) else -1.0,
-                                                  f"{v:.3f}" if np.isfinite(v) else "-"))
+                                                  format_number(v, missing="-")))
             mix = table["region_mix"][r] if "region_mix" in table else None
             self.table.setItem(r, 4, QTableWidgetItem(region_mix_text(mix)))
             self.reps[c] = representatives(

@@ -36,13 +36,13 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..core.bundle.reader import read_manifest
+from ..core.engine.records import IOU_CONVENTION_QUESTION, IOU_CONVENTION_TEXT
 from ..core.errors import InputError, SegexplainError
 from . import inputs, settings
+from .settings_dialog import SettingsDialog
 from .worker import CoreTask
 
-IOU_CHOICES = (("zero", "0: both-empty patches count as failures (the paper's choice)"),
-               ("one", "1: both-empty patches count as correct"),
-               ("exclude", "excluded: both-empty patches get no IoU"))
+IOU_CHOICES = tuple((key, f"{key}: {text}") for key, text in IOU_CONVENTION_TEXT.items())
 BACKENDS = (("auto", "auto (CUDA if present, else onnxruntime on CPU)"),
             ("torch", "PyTorch"), ("onnx", "onnxruntime (CPU)"))
 
@@ -385,7 +385,7 @@ class AnalyzeDialog(RunDialog):
         pf = QFormLayout(params)
         pf.addRow("Patch size", self.patch)
         pf.addRow("Stride", self.stride)
-        pf.addRow("IoU when label and prediction are both empty", self.iou)
+        pf.addRow(IOU_CONVENTION_QUESTION, self.iou)
         pf.addRow("Back end", self.backend)
         for w in (self.imagery, self.labels, self.model, params):
             self.body.addWidget(w)
@@ -550,7 +550,7 @@ class RunActions:
         return self._show("estimate", lambda: EstimateDialog(self.iface, self.open_bundle))
 
     def show_settings(self, *_args: Any) -> QDialog:
-        return self._show("settings", lambda: settings.SettingsDialog(self.iface))
+        return self._show("settings", lambda: SettingsDialog(self.iface))
 
 
 def project_folder() -> str:

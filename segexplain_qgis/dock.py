@@ -4,17 +4,21 @@ The first bundle opened sets the latent plane (axes, heatmap, clusters); further
 bundles (estimates of new regions projected into the same plane) are overlaid with a
 distinct marker. A brush selects in every open bundle; each bundle's selection is
 mirrored on its footprint layer, and a selection made on a footprint layer comes back.
+
+The dock lays the widgets out and wires them; what is selected lives in `selection`
+(no Qt), how points are coloured in `coloring`, what happens on the canvas in `map_view`.
 """
 
 from __future__ import annotations
 
-from itertools import repeat
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from qgis.core import Qgis, QgsCoordinateTransform, QgsProject
+from qgis.core import Qgis, QgsProject
+from qgis.gui import QgisInterface, QgsMapCanvas
 from qgis.PyQt.QtCore import Qt, pyqtSignal
-from qgis.PyQt.QtGui import QColor
+from qgis.PyQt.QtGui import QCloseEvent
 from qgis.PyQt.QtWidgets import (
     QComboBox,
     QDockWidget,
@@ -29,18 +33,24 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..core.bundle.reader import resolve_bundle_path
-from .clusters import ClusterPanel
-from .gallery import Gallery
-from .scatter import (
-    RDYLGN,
-    LatentScatter,
-    bin_index,
-    category_color,
-    colormap,
-    continuous_palette,
+from ..core.engine.records import describe_convention
+from .brushes import simplify_path
+from .captions import (
+    axis_labels,
+    bundles_title,
+    cluster_title,
+    reference_warning,
+    selected_title,
+    selection_stats,
+    tooltip_text,
 )
-from .selection import combine, nearest_point, points_in_polygon, points_in_rect, simplify_path
-from .session import CATEGORICAL, COLOR_CHOICES, CONVENTION_TEXT, BundleSession
+from .clusters import ClusterPanel
+from .coloring import PlaneColoring, available_choices, default_choice
+from .gallery import Gallery
+from .map_view import SelectionGlow, zoom_to_features, zoom_to_selected
+from .scatter import LatentScatter
+from .selection import MAP, Selection, SelectionGroup
+from .session import BundleSession
 from .ui import guarded, show_info
 
 TOOLS = {"rectangle": "rect", "lasso": "lasso", "pan / zoom": "pan"}
@@ -51,14 +61,16 @@ class ExplorerDock(QDockWidget):
 
     closed = pyqtSignal()
 
-    def __init__(self, iface, parent: QWidget | None = None) -> None:
+    def __init__(self, iface: QgisInterface | None, parent: QWidget | None = None) -> None:
         super().__init__("segexplain explorer", parent)
         self.setObjectName("SegexplainExplorerDock")
         self.iface = iface
         self.project = QgsProject.instance()
         self.sessions: list[BundleSession] = []
+        self.selections = SelectionGroup()
+        self._unsubscribe: dict[str, Callable[[], None]] = {}
         self._closing = False
-        self._applied: tuple | None = None
+        self._glow = SelectionGlow(self.canvas)
         self._build()
         self.project.layersWillBeRemoved.connect(self._layers_will_be_removed)
         self._project_connected = True
@@ -88,6 +100,7 @@ class ExplorerDock(QDockWidget):
         self.opacity.setToolTip("heatmap opacity")
         self.opacity.valueChanged.connect(self._opacity_changed)
         self.scatter = LatentScatter()
+        self.coloring = PlaneColoring(self.scatter)
         self.scatter.sigBrush.connect(self._brushed)
         self.scatter.tooltip_provider = self.tooltip_at
         self.gallery = Gallery()
@@ -146,46 +159,29 @@ class ExplorerDock(QDockWidget):
             if Path(other.key).resolve() == wanted:
                 show_info(self.iface, f"{other.name} is already open")
                 return other
-        s = BundleSession(path, self.project, on_map_selection=self._map_selected)
+        s = BundleSession(path, self.project)
         self.sessions.append(s)
-        self._translucent_selection(True)
+        self.selections.add(s.key, s.selection)
+        self._unsubscribe[s.key] = s.selection.subscribe(self._selection_changed)
+        self._glow.on()
         self.gallery.add_source(s.key, s.bundle.path, s.columns,
                                 "IoU" if s.has_labels else "est. IoU")
         if s is self.base:
             self._setup_plane(s)
         else:
             self.scatter.set_overlay(s.key, s.x, s.y)
-            self._check_reference(s)
+            warning = reference_warning(s, self.base) if self.base is not None else None
+            if warning and self.iface is not None:
+                self.iface.messageBar().pushMessage("segexplain", warning, duration=10,
+                                                    level=Qgis.MessageLevel.Warning)
         self._refresh_color_choices()
         self._update_titles()
         self._refresh_selection()
         return s
 
-    def _check_reference(self, s: BundleSession) -> None:
-        """Warn when an overlaid estimate was projected into another bundle's plane."""
-        ref = s.bundle.manifest.get("reference")
-        if not ref or self.base is None:
-            return
-        p = Path(str(ref))
-        p = (p if p.is_absolute() else s.bundle.path / p).resolve()
-        base = self.base.bundle.path.resolve()
-        if p != base and p.name != base.name:  # same name: the reference, copied elsewhere
-            self.iface.messageBar().pushMessage(
-                "segexplain", f"{s.name} was estimated against {p.name}, not "
-                f"{self.base.bundle.path.name}: its points lie in another latent plane; open "
-                "it together with its own reference to compare them",
-                level=Qgis.MessageLevel.Warning, duration=10)
-
     def _setup_plane(self, s: BundleSession) -> None:
-        evr = s.explained_variance()
-        lab = [f"PC{i + 1}" + (f" ({evr[i] * 100:.1f} % of variance)" if i < len(evr)
-                               else "") for i in range(2)]
-        self.scatter.set_axes(lab[0], lab[1])
-        column = self._initial_color_column(s)
-        codes, palette, legend = self._colors(s, column)
-        self.scatter.set_points(s.x, s.y, codes, palette)
-        self._applied = ((s.key,), column)
-        self._show_scale(column, legend)
+        self.scatter.set_axes(*axis_labels(s.explained_variance()))
+        self.coloring.show_base(s, self.color_combo.currentText())
         hm = s.bundle.heatmap()
         if hm is not None:
             grid, extent = hm
@@ -207,13 +203,12 @@ class ExplorerDock(QDockWidget):
             return
         was_base = s is self.base
         self.sessions.remove(s)
+        self.selections.remove(s.key)
+        self._unsubscribe.pop(s.key, lambda: None)()
         self.gallery.remove_source(s.key)
         s.close()
         if was_base:
-            for o in list(self.scatter.overlays):
-                self.scatter.remove_overlay(o)
-            self.scatter.set_points(np.zeros(0), np.zeros(0), np.zeros(0, np.int64), [])
-            self.scatter.clear_heatmap()
+            self.scatter.clear()
             self.clusters.clear()
             if self.sessions:  # promote the next bundle to define the plane
                 rest = list(self.sessions)
@@ -236,59 +231,26 @@ class ExplorerDock(QDockWidget):
         finally:
             self._closing = False
 
-    def _layers_will_be_removed(self, ids) -> None:
+    def _layers_will_be_removed(self, ids: list[str]) -> None:
         if self._closing:
             return
         gone = set(ids)
         for s in list(self.sessions):
             if s.layers is not None and s.layers.footprints.id() in gone:
-                if s.link is not None:
-                    s.link.disconnect()
-                    s.link = None
-                s.layers = None  # the user removed them; the rest stays theirs
+                s.detach_layers()  # the user removed them; the rest stays theirs
                 self.close_session(s)
 
     # -- colours ---------------------------------------------------------------------
-    def _initial_color_column(self, s: BundleSession) -> str:
-        col = COLOR_CHOICES.get(self.color_combo.currentText())
-        return col if col is not None and s.has(col) else s.score_column
-
-    def _colors(self, s: BundleSession, column: str):
-        """(codes, palette, legend entries) of one bundle's points for a colouring."""
-        v = s.columns.get(column)
-        if column in CATEGORICAL:
-            if v is None:
-                return np.zeros(s.n, np.int64), [category_color(-1)], []
-            if v.dtype == object:
-                names, inverse = np.unique(np.array([str(x) for x in v.tolist()]),
-                                           return_inverse=True)
-                palette = [category_color(i) for i in range(len(names))]
-                legend = list(zip(names.tolist(), palette, strict=True))
-                return inverse.astype(np.int64), palette, legend
-            ids = np.nan_to_num(np.asarray(v, float), nan=-1).astype(np.int64)
-            uniq, inverse = np.unique(ids, return_inverse=True)
-            palette = [category_color(int(i)) for i in uniq]
-            legend = [("noise" if i < 0 else f"cluster {i}", c)
-                      for i, c in zip(uniq.tolist(), palette, strict=True)]
-            return inverse.astype(np.int64), palette, legend
-        lo, hi, reverse = (0.0, 100.0, True) if column == "novelty" else (0.0, 1.0, False)
-        pal = continuous_palette(colormap(RDYLGN, reverse=reverse))
-        if v is None:
-            return np.full(s.n, len(pal) - 1, np.int64), pal, []
-        return bin_index(np.asarray(v, float), lo, hi), pal, []
-
     def _refresh_color_choices(self) -> None:
         current = self.color_combo.currentText()
-        choices = [label for label, col in COLOR_CHOICES.items()
-                   if any(s.has(col) for s in self.sessions)]
+        choices = available_choices(lambda col: any(s.has(col) for s in self.sessions))
         self.color_combo.blockSignals(True)
         self.color_combo.clear()
         self.color_combo.addItems(choices)
         if current in choices:
             self.color_combo.setCurrentText(current)
         elif self.base is not None:
-            self.color_combo.setCurrentText("IoU" if self.base.has_labels else
-                                            "estimated IoU")
+            self.color_combo.setCurrentText(default_choice(self.base.has_labels))
         self.color_combo.blockSignals(False)
         self._apply_colors()
 
@@ -300,31 +262,7 @@ class ExplorerDock(QDockWidget):
         self.color_combo.setCurrentText(label)
 
     def _apply_colors(self) -> None:
-        if self.base is None:
-            self._applied = None
-            return
-        label = self.color_combo.currentText()
-        column = COLOR_CHOICES.get(label, self.base.score_column)
-        state = (tuple(s.key for s in self.sessions), column)
-        if state == self._applied:
-            return  # colours already drawn (re-styling 100k points costs ~0.3 s)
-        self._applied = state
-        codes, palette, legend = self._colors(self.base, column)
-        self.scatter.set_colors(codes, palette)
-        for s in self.sessions[1:]:
-            own = "est_iou" if column == "iou" and not s.has_labels else column
-            self.scatter.set_overlay(s.key, s.x, s.y, *self._colors(s, own)[:2])
-        self._show_scale(column, legend)
-
-    def _show_scale(self, column: str, legend: list) -> None:
-        label = next((k for k, v in COLOR_CHOICES.items() if v == column), column)
-        if column in CATEGORICAL:
-            self.scatter.set_categories(legend)
-        elif column == "novelty":
-            self.scatter.set_continuous_scale("novelty (percentile)", 0, 100,
-                                              colormap(RDYLGN, reverse=True))
-        else:
-            self.scatter.set_continuous_scale(label, 0, 1, colormap(RDYLGN))
+        self.coloring.apply(self.sessions, self.color_combo.currentText())
 
     @guarded
     def _color_changed(self, *_args) -> None:
@@ -334,171 +272,97 @@ class ExplorerDock(QDockWidget):
     def brush_rect(self, x0: float, y0: float, x1: float, y1: float,
                    mode: str = "replace") -> None:
         """Select the points in a rectangle of the plane (data coordinates)."""
-        for s in self.sessions:
-            s.set_selection(combine(s.selected, points_in_rect(s.x, s.y, x0, y0, x1, y1),
-                                    mode))
+        self.selections.brush_rect(x0, y0, x1, y1, mode)
         self._refresh_selection()
 
     def brush_polygon(self, poly: np.ndarray, mode: str = "replace") -> None:
         """Select the points inside a lasso polygon (data coordinates)."""
         sx, sy = self.scatter.pixel_size()
-        poly = simplify_path(np.asarray(poly, float), min(sx, sy))
-        for s in self.sessions:
-            s.set_selection(combine(s.selected, points_in_polygon(s.x, s.y, poly), mode))
+        self.selections.brush_polygon(simplify_path(np.asarray(poly, float), min(sx, sy)),
+                                      mode)
         self._refresh_selection()
 
     def select_mask(self, s: BundleSession, mask: np.ndarray) -> None:
         """Make `mask` the selection of one bundle (others are cleared)."""
-        for o in self.sessions:
-            o.set_selection(mask if o is s else np.zeros(o.n, bool))
+        self.selections.only(s.key, mask)
         self._refresh_selection()
 
     def clear_selection(self) -> None:
         """Nothing selected anywhere."""
-        for s in self.sessions:
-            s.set_selection(np.zeros(s.n, bool))
+        self.selections.clear()
         self._refresh_selection()
 
     @guarded
-    def _brushed(self, kind: str, pts, mode: str) -> None:
+    def _brushed(self, kind: str, pts: np.ndarray, mode: str) -> None:
         if kind == "rect":
             (x0, y0), (x1, y1) = pts
             self.brush_rect(x0, y0, x1, y1, mode)
         else:
             self.brush_polygon(pts, mode)
 
-    def _map_selected(self, _s: BundleSession, _mask: np.ndarray) -> None:
-        self._refresh_selection()
+    def _selection_changed(self, _selection: Selection, source: str) -> None:
+        if source == MAP:  # the dock's own changes refresh once, after all bundles
+            self._refresh_selection()
 
     def _refresh_selection(self, gallery_items: list[tuple[str, int]] | None = None,
                            gallery_title: str | None = None) -> None:
-        xs = [s.x[s.selected] for s in self.sessions]
-        ys = [s.y[s.selected] for s in self.sessions]
-        self.scatter.set_highlight(np.concatenate(xs) if xs else np.zeros(0),
-                                   np.concatenate(ys) if ys else np.zeros(0))
+        self.scatter.set_highlight(*self.selections.selected_points())
         self._update_stats()
         if gallery_items is None:
-            gallery_items = [item for s in self.sessions
-                             for item in zip(repeat(s.key), np.flatnonzero(s.selected).tolist())]
-            n = len(gallery_items)
-            gallery_title = f"{n} selected patch{'es' if n != 1 else ''}"
+            gallery_items = self.selections.selected_items()
+            gallery_title = selected_title(len(gallery_items))
         self.gallery.set_items(gallery_items, gallery_title or "")
 
     def _update_stats(self) -> None:
-        if not self.sessions:
-            self.stats.setText("selected: 0")
-            return
-        parts = []
-        for s in self.sessions:
-            count, mean = s.summary()
-            what = "IoU" if s.has_labels else "estimated IoU"
-            mean_txt = f"{mean:.3f}" if np.isfinite(mean) else "-"
-            prefix = f"{s.name}: " if len(self.sessions) > 1 else ""
-            parts.append(f"{prefix}{count} of {s.n} selected, mean {what} {mean_txt}")
-        self.stats.setText(" | ".join(parts))
+        self.stats.setText(selection_stats(self.sessions))
 
     def _update_titles(self) -> None:
+        self.title.setText(bundles_title(self.sessions))
         if not self.sessions:
-            self.title.setText("no bundle open")
             self.convention.setText("")
             return
-        names = [f"{s.name} ({s.kind})" for s in self.sessions]
-        self.title.setText("bundle: " + ", ".join(names) + (
-            "  (the first defines the plane; the others are drawn as squares)" if len(names) > 1
-            else ""))
         conv = self.base.iou_convention if self.base else "zero"
-        self.convention.setText(f"IoU convention: {conv} ({CONVENTION_TEXT.get(conv, '')})")
+        self.convention.setText(f"IoU convention: {describe_convention(conv)}")
 
     def selected_ids(self, s: BundleSession | None = None) -> np.ndarray:
         """Return the selected patch ids of a bundle (the base by default)."""
         s = s or self.base
-        return np.flatnonzero(s.selected) if s is not None else np.zeros(0, np.int64)
+        return s.selection.ids() if s is not None else np.zeros(0, np.int64)
 
     # -- hover -----------------------------------------------------------------------
     def tooltip_at(self, x: float, y: float, sx: float = 1.0, sy: float = 1.0,
                    max_px: float = 8.0) -> str | None:
         """Tooltip text for the point nearest to (x, y) within `max_px` screen pixels."""
-        best: tuple[float, BundleSession, int] | None = None
-        for s in self.sessions:
-            i = nearest_point(s.x, s.y, x, y, sx, sy, max_px)
-            if i >= 0:
-                d = ((s.x[i] - x) / sx) ** 2 + ((s.y[i] - y) / sy) ** 2
-                if best is None or d < best[0]:
-                    best = (d, s, i)
-        if best is None:
-            return None
-        _, s, i = best
-        c = s.columns
-
-        def fmt(col: str) -> str:
-            v = c.get(col)
-            return f"{float(v[i]):.3f}" if v is not None and np.isfinite(v[i]) else "-"
-
-        cl = c.get("cluster")
-        cl_txt = str(int(cl[i])) if cl is not None and np.isfinite(cl[i]) else "-"
-        lines = [f"patch {i} ({s.name})", f"image: {c['image'][i]}",
-                 f"region: {c['region'][i]}", f"IoU: {fmt('iou')}",
-                 f"estimated IoU: {fmt('est_iou')}", f"cluster: {cl_txt}"]
-        if s.has("novelty"):
-            lines.append(f"novelty: {fmt('novelty')}")
-        return "\n".join(lines)
+        hit = self.selections.nearest(x, y, sx, sy, max_px)
+        return None if hit is None else tooltip_text(self.session(hit[0]), hit[1])
 
     # -- map -------------------------------------------------------------------------
+    @property
+    def canvas(self) -> QgsMapCanvas | None:
+        """The QGIS map canvas (None without a QGIS interface)."""
+        return self.iface.mapCanvas() if self.iface is not None else None
+
     def zoom_to_selection(self) -> None:
         """Zoom the map to the selected footprints of every bundle."""
-        canvas = self.iface.mapCanvas()
-        layers = [s.layers.footprints for s in self.sessions
-                  if s.layers is not None and s.selected.any()]
-        if len(layers) == 1:
-            canvas.zoomToSelected(layers[0])
-        elif layers:
-            self._zoom_union(layers)
-        canvas.refresh()
-
-    def _zoom_union(self, layers) -> None:
-        canvas = self.iface.mapCanvas()
-        dest = canvas.mapSettings().destinationCrs()
-        rect = None
-        for lyr in layers:
-            r = QgsCoordinateTransform(lyr.crs(), dest, self.project).transformBoundingBox(
-                lyr.boundingBoxOfSelected())
-            if rect is None:
-                rect = r
-            else:
-                rect.combineExtentWith(r)
-        if rect is not None:
-            canvas.setExtent(rect)
+        if self.canvas is not None:
+            zoom_to_selected(self.canvas, [s.layers.footprints for s in self.sessions
+                                           if s.layers is not None and s.selected.any()],
+                             self.project)
 
     def zoom_to_patches(self, key: str, pids: list[int], scale: float = 1.2) -> None:
         """Zoom the map to the footprints of some patches of one bundle."""
         s = self.session(key)
-        if s.layers is None or s.link is None or not len(pids):
+        if self.canvas is None or s.layers is None or s.link is None or not len(pids):
             return
-        layer = s.layers.footprints
-        fids = [int(s.link.fid_of[p]) for p in pids]
-        rect = None
-        for feat in layer.getFeatures(fids):
-            r = feat.geometry().boundingBox()
-            if rect is None:
-                rect = r
-            else:
-                rect.combineExtentWith(r)
-        if rect is None:
-            return
-        canvas = self.iface.mapCanvas()
-        rect = QgsCoordinateTransform(layer.crs(), canvas.mapSettings().destinationCrs(),
-                                      self.project).transformBoundingBox(rect)
-        rect.scale(scale)
-        canvas.setExtent(rect)
-        canvas.refresh()
+        zoom_to_features(self.canvas, s.layers.footprints,
+                         [int(s.link.fid_of[p]) for p in pids], self.project, scale)
 
     def zoom_to_patch(self, key: str, pid: int) -> None:
         """Zoom the map to one patch and flash it."""
         self.zoom_to_patches(key, [pid], scale=3.0)
         s = self.session(key)
-        if s.layers is not None and s.link is not None:
-            self.iface.mapCanvas().flashFeatureIds(s.layers.footprints,
-                                                   [int(s.link.fid_of[pid])])
+        if self.canvas is not None and s.layers is not None and s.link is not None:
+            self.canvas.flashFeatureIds(s.layers.footprints, [int(s.link.fid_of[pid])])
 
     @guarded
     def _zoom_clicked(self, *_args) -> None:
@@ -522,12 +386,10 @@ class ExplorerDock(QDockWidget):
         if s is None:
             return
         mask = np.asarray(s.columns["cluster"], float) == cluster
-        for o in self.sessions:
-            o.set_selection(mask if o is s else np.zeros(o.n, bool))
+        self.selections.only(s.key, mask)
         reps = [r for r in self.clusters.reps.get(cluster, []) if 0 <= r < s.n]
-        name = "noise" if cluster < 0 else f"cluster {cluster}"
         self._refresh_selection([(s.key, r) for r in reps],
-                                f"{name}: {int(mask.sum())} patches, representatives")
+                                cluster_title(cluster, int(mask.sum())))
         self.tabs.setCurrentWidget(self.gallery)
 
     @guarded
@@ -539,28 +401,10 @@ class ExplorerDock(QDockWidget):
         self.scatter.set_heatmap_opacity(value / 100)
 
     # -- teardown --------------------------------------------------------------------
-    def _translucent_selection(self, on: bool) -> None:
-        """Selected footprints glow instead of hiding the imagery; restored on shutdown.
-
-        QGIS fills selected polygons with the canvas selection colour, opaque yellow by
-        default, which would hide exactly the patches the user wants to look at.
-        """
-        canvas = self.iface.mapCanvas() if self.iface is not None else None
-        if canvas is None:
-            return
-        if on and getattr(self, "_old_selection_color", None) is None:
-            self._old_selection_color = QColor(canvas.selectionColor())
-            glow = QColor(self._old_selection_color)
-            glow.setAlpha(min(glow.alpha(), 90))
-            canvas.setSelectionColor(glow)
-        elif not on and getattr(self, "_old_selection_color", None) is not None:
-            canvas.setSelectionColor(self._old_selection_color)
-            self._old_selection_color = None
-
     def shutdown(self) -> None:
         """Close the bundles and drop every connection to QGIS (idempotent)."""
         self.close_all()
-        self._translucent_selection(False)
+        self._glow.off()
         if self._project_connected:
             try:
                 self.project.layersWillBeRemoved.disconnect(self._layers_will_be_removed)
@@ -569,9 +413,10 @@ class ExplorerDock(QDockWidget):
             self._project_connected = False
         self.scatter.dispose()
 
-    def closeEvent(self, event):
+    def closeEvent(self, event: QCloseEvent) -> None:
         try:
             self.shutdown()
         finally:
             self.closed.emit()
             super().closeEvent(event)
+

@@ -22,11 +22,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-#: Mask colours: building in ground truth / prediction.
-MASK_RGB = (255, 220, 0)
-PRED_RGB = (255, 0, 255)
-#: Error overlay colours (as on the map): TP, FP, FN.
-ERROR_RGB = {1: (46, 204, 64), 2: (255, 65, 54), 3: (0, 116, 217)}
+from .colors import ERROR_RGB, LABEL_RGB, PREDICTION_RGB, RGB
 
 
 def qimage_from_rgb(rgb: np.ndarray) -> QImage:
@@ -36,7 +32,7 @@ def qimage_from_rgb(rgb: np.ndarray) -> QImage:
     return QImage(a.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
 
-def mask_rgb(mask: np.ndarray, rgb: tuple[int, int, int]) -> np.ndarray:
+def mask_rgb(mask: np.ndarray, rgb: RGB) -> np.ndarray:
     """Draw a building mask as an image: colour on black."""
     out = np.zeros((*mask.shape, 3), dtype=np.uint8)
     out[mask.astype(bool)] = rgb
@@ -44,7 +40,7 @@ def mask_rgb(mask: np.ndarray, rgb: tuple[int, int, int]) -> np.ndarray:
 
 
 def error_rgb(image: np.ndarray, label: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """Image dimmed, TP / FP / FN painted on top."""
+    """Image dimmed, TP / FP / FN painted on top (the map's error colours)."""
     out = (image.astype(np.uint16) * 2 // 5).astype(np.uint8)
     lab, prd = label.astype(bool), pred.astype(bool)
     for code, sel in ((1, lab & prd), (2, ~lab & prd), (3, lab & ~prd)):
@@ -176,12 +172,12 @@ class Gallery(QWidget):
         if img is not None:
             pms.append(QPixmap.fromImage(qimage_from_rgb(img[pid])))
         if lab is not None:
-            pms.append(QPixmap.fromImage(qimage_from_rgb(mask_rgb(lab[pid], MASK_RGB))))
+            pms.append(QPixmap.fromImage(qimage_from_rgb(mask_rgb(lab[pid], LABEL_RGB))))
         if prd is not None:
             if self.errors.isChecked() and lab is not None and img is not None:
                 arr = error_rgb(img[pid], lab[pid], prd[pid])
             else:
-                arr = mask_rgb(prd[pid], PRED_RGB)
+                arr = mask_rgb(prd[pid], PREDICTION_RGB)
             pms.append(QPixmap.fromImage(qimage_from_rgb(arr)))
         parts = [f"#{pid}", str(cols["image"][pid])]
         for label, col in (("IoU", "iou"), ("est. IoU", "est_iou")):

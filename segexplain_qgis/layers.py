@@ -34,31 +34,20 @@ from qgis.PyQt.QtGui import QColor
 
 from ..core.bundle.reader import Bundle
 from ..core.errors import BundleError
-
-#: Confusion raster classes: value -> (label, RGBA). TN is transparent.
-CONFUSION_CLASSES = {
-    0: ("true negative", (0, 0, 0, 0)),
-    1: ("true positive", (46, 204, 64, 200)),
-    2: ("false positive", (255, 65, 54, 220)),
-    3: ("false negative", (0, 116, 217, 220)),
-}
-#: Prediction raster classes: value -> (label, RGBA).
-PREDICTION_CLASSES = {0: ("background", (0, 0, 0, 0)), 1: ("building", (255, 0, 255, 170))}
-#: Ground truth (0/255 or 0/1 masks).
-LABEL_CLASSES = {0: ("background", (0, 0, 0, 0)), 1: ("building", (255, 220, 0, 170)),
-                 255: ("building", (255, 220, 0, 170))}
-
-#: Red-yellow-green stops for IoU-like scores in [0, 1].
-IOU_STOPS = [(0.0, (215, 48, 39)), (0.25, (252, 141, 89)), (0.5, (254, 224, 139)),
-             (0.75, (145, 207, 96)), (1.0, (26, 152, 80))]
-#: Categorical palette (tab20-like) for clusters and regions.
-CATEGORY_COLORS = [
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (188, 189, 34), (23, 190, 207), (174, 199, 232),
-    (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213), (196, 156, 148),
-    (247, 182, 210), (219, 219, 141), (158, 218, 229), (127, 127, 127), (57, 59, 121),
-]
-NOISE_COLOR = (160, 160, 160)
+from .colors import (
+    CONFUSION_CLASSES,
+    IOU_STOPS,
+    LABEL_CLASSES,
+    LABEL_OUTLINE_RGB,
+    LABEL_RGB,
+    PREDICTION_CLASSES,
+    RGB,
+    RGBA,
+    Stops,
+    category_rgb,
+    ramp_rgb,
+    reversed_stops,
+)
 
 #: Label files opened as vector layers (building polygons).
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb", ".kml", ".gml", ".sqlite")
@@ -69,27 +58,19 @@ STYLE_CLUSTER = "by cluster"
 STYLE_NOVELTY = "by novelty"
 
 
-def ramp_color(stops: list[tuple[float, tuple[int, int, int]]], v: float) -> QColor:
-    """Colour of `v` on a piecewise-linear ramp."""
-    if v <= stops[0][0]:
-        return QColor(*stops[0][1])
-    for (a, ca), (b, cb) in zip(stops, stops[1:], strict=False):
-        if v <= b:
-            t = (v - a) / (b - a) if b > a else 0.0
-            return QColor(*[round(x + t * (y - x)) for x, y in zip(ca, cb, strict=True)])
-    return QColor(*stops[-1][1])
+def qcolor(rgb: RGB | RGBA) -> QColor:
+    """QGIS's QColor of an RGB(A) tuple."""
+    return QColor(*rgb)
 
 
-def category_color(i: int) -> QColor:
-    """Colour of category `i` (negative ids are noise: grey)."""
-    if i < 0:
-        return QColor(*NOISE_COLOR)
-    return QColor(*CATEGORY_COLORS[i % len(CATEGORY_COLORS)])
+def _qgs_color(rgb: RGB, alpha: int = 255) -> str:
+    """A colour as QGIS symbol properties write it: "r,g,b,a"."""
+    return ",".join(str(v) for v in (*rgb, alpha))
 
 
-def _fill(color: QColor) -> QgsFillSymbol:
-    rgb = f"{color.red()},{color.green()},{color.blue()}"
-    sym = QgsFillSymbol.createSimple({"color": f"{rgb},70", "outline_color": f"{rgb},255",
+def _fill(rgb: RGB) -> QgsFillSymbol:
+    sym = QgsFillSymbol.createSimple({"color": _qgs_color(rgb, 70),
+                                     "outline_color": _qgs_color(rgb),
                                      "outline_width": "0.6"})
     # QGIS draws selected features in the selection colour at the symbol's opacity: below 1
     # the brushed footprints glow yellow while the imagery under them stays visible.
@@ -98,30 +79,30 @@ def _fill(color: QColor) -> QgsFillSymbol:
 
 
 def graduated_renderer(field_name: str, lo: float = 0.0, hi: float = 1.0,
-                       n: int = 5, stops: list | None = None) -> QgsGraduatedSymbolRenderer:
+                       n: int = 5, stops: Stops | None = None) -> QgsGraduatedSymbolRenderer:
     """Equal-interval ranges over [lo, hi] coloured red (low) to green (high)."""
     stops = stops or IOU_STOPS
     ranges = []
     step = (hi - lo) / n
     for i in range(n):
         a, b = lo + i * step, lo + (i + 1) * step
-        color = ramp_color(stops, (i + 0.5) / n)
         ranges.append(QgsRendererRange(QgsClassificationRange(f"{a:.2f} - {b:.2f}", a, b),
-                                       _fill(color)))
+                                       _fill(ramp_rgb(stops, (i + 0.5) / n))))
     r = QgsGraduatedSymbolRenderer(field_name, ranges)
     return r
 
 
 def categorized_renderer(field_name: str, values: list[int]) -> QgsCategorizedSymbolRenderer:
     """One colour per integer value (cluster id); -1 is labelled noise."""
-    cats = [QgsRendererCategory(v, _fill(category_color(v)),
+    cats = [QgsRendererCategory(v, _fill(category_rgb(v)),
                                 "noise" if v < 0 else f"cluster {v}") for v in values]
     return QgsCategorizedSymbolRenderer(field_name, cats)
 
 
-def paletted_renderer(layer: QgsRasterLayer, classes: dict) -> QgsPalettedRasterRenderer:
+def paletted_renderer(layer: QgsRasterLayer,
+                      classes: dict[int, tuple[str, RGBA]]) -> QgsPalettedRasterRenderer:
     """Paletted renderer for band 1 with the given value -> (label, RGBA) classes."""
-    items = [QgsPalettedRasterRenderer.Class(v, QColor(*rgba), label)
+    items = [QgsPalettedRasterRenderer.Class(v, qcolor(rgba), label)
              for v, (label, rgba) in classes.items()]
     return QgsPalettedRasterRenderer(layer.dataProvider(), 1, items)
 
@@ -132,7 +113,7 @@ def pseudocolor_renderer(layer: QgsRasterLayer, lo: float = 0.0,
     ramp = QgsColorRampShader(lo, hi)
     ramp.setColorRampType(QgsColorRampShader.Type.Interpolated)
     ramp.setColorRampItemList([QgsColorRampShader.ColorRampItem(
-        lo + t * (hi - lo), ramp_color(IOU_STOPS, t), f"{lo + t * (hi - lo):.2f}")
+        lo + t * (hi - lo), qcolor(ramp_rgb(IOU_STOPS, t)), f"{lo + t * (hi - lo):.2f}")
         for t, _ in IOU_STOPS])
     shader = QgsRasterShader()
     shader.setRasterShaderFunction(ramp)
@@ -157,7 +138,7 @@ def style_footprints(layer: QgsVectorLayer, cols: dict[str, np.ndarray]) -> str:
         extra.append((STYLE_EST, graduated_renderer("est_iou")))
     if "novelty" in cols and bool(np.isfinite(cols["novelty"]).any()):
         extra.append((STYLE_NOVELTY, graduated_renderer(
-            "novelty", 0.0, 100.0, stops=list(reversed([(1 - s, c) for s, c in IOU_STOPS])))))
+            "novelty", 0.0, 100.0, stops=reversed_stops(IOU_STOPS))))
     for name, renderer in extra:
         layer.setRenderer(renderer)
         sm.addStyleFromLayer(name)
@@ -210,7 +191,7 @@ def _label_layer(path: Path, name: str) -> QgsMapLayer | None:
         if not vl.isValid():
             return None
         vl.setRenderer(QgsSingleSymbolRenderer(QgsFillSymbol.createSimple(
-            {"color": "255,220,0,90", "outline_color": "230,180,0,255",
+            {"color": _qgs_color(LABEL_RGB, 90), "outline_color": _qgs_color(LABEL_OUTLINE_RGB),
              "outline_width": "0.4"})))
         return vl
     rl = _raster(path, name)

@@ -8,38 +8,31 @@ breaks the feedback loop: pushing a selection to the layer fires the layer's
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from qgis.core import QgsFeatureRequest, QgsVectorLayer
 
+from ..core.bundle.reader import primary_key, read_table
 from ..core.errors import BundleError
 
 
 def fid_mapping_from_gpkg(gpkg: Path, n: int) -> np.ndarray | None:
     """Fid per patch_id read from the GeoPackage's primary key (None if not possible)."""
     try:
-        con = sqlite3.connect(f"file:{gpkg}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return None
-    try:
-        info = con.execute('PRAGMA table_info("patches")').fetchall()
-        pk = [row[1] for row in info if row[5]]
-        if len(pk) != 1:
+        pk = primary_key(gpkg, "patches")
+        if pk is None:
             return None
-        pk_col = pk[0].replace('"', '""')  # a column name from the file itself, quoted
-        sql = f'SELECT "{pk_col}", patch_id FROM patches'  # noqa: S608  # nosec B608
-        rows = con.execute(sql).fetchall()
-    except sqlite3.Error:
+        cols = read_table(gpkg, "patches", [pk, "patch_id"])
+    except BundleError:
         return None
-    finally:
-        con.close()
-    arr = np.array(rows, dtype=np.int64).reshape(-1, 2)
+    fid, pid = cols[pk], cols["patch_id"]
+    if fid.dtype != np.int64 or pid.dtype != np.int64:  # NULLs: not a usable key
+        return None
     fids = np.full(n, -1, dtype=np.int64)
-    ok = (arr[:, 1] >= 0) & (arr[:, 1] < n)
-    fids[arr[ok, 1]] = arr[ok, 0]
+    ok = (pid >= 0) & (pid < n)
+    fids[pid[ok]] = fid[ok]
     return fids
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from qgis.gui import QgsCustomDropHandler
 from qgis.PyQt.QtCore import Qt
@@ -14,6 +14,9 @@ from qgis.PyQt.QtWidgets import QAction, QFileDialog, QToolBar
 from ..core.bundle.reader import GPKG, MANIFEST
 from .dock import ExplorerDock
 from .ui import guarded
+
+if TYPE_CHECKING:  # dialogs load on demand (initProcessing)
+    from .dialogs import RunActions
 
 MENU = "&segexplain"
 ICON_RESOURCE = ":/plugins/segexplain/icons/icon.svg"
@@ -71,7 +74,7 @@ class SegexplainPlugin:
         self.drop_handler: BundleDropHandler | None = None
         self.open_action: QAction | None = None
         self.dock_action: QAction | None = None
-        self.runs: Any = None  # runs: Analyze… / Estimate… / Settings… and Processing (dialogs.py)
+        self.runs: RunActions | None = None  # Analyze… / Estimate… / Settings…, Processing
 
     # -- QGIS hooks ------------------------------------------------------------------
     def initGui(self) -> None:
@@ -95,15 +98,18 @@ class SegexplainPlugin:
         self.iface.registerCustomDropHandler(self.drop_handler)
         # -- runs: Analyze… / Estimate new region… / Settings… and the Processing provider
         self.initProcessing()
-        self.runs.init_gui()
+        self._ensure_runs().init_gui()
 
     def initProcessing(self) -> None:
         """Register the Processing provider (QGIS and qgis_process call this)."""
+        self._ensure_runs().init_processing()
+
+    def _ensure_runs(self) -> RunActions:
         if self.runs is None:
             from .dialogs import RunActions
 
             self.runs = RunActions(self.iface, self.open_bundle, MENU, plugin_icon())
-        self.runs.init_processing()
+        return self.runs
 
     def unload(self) -> None:
         if self.runs is not None:  # runs (dialogs.py): menu entries, dialogs, provider

@@ -1,73 +1,33 @@
 """The latent-plane scatter: points, heatmap, colour scales, brushes, highlight, hover.
 
-A pyqtgraph widget (no QGIS API; pyqtgraph through `.pg`). Points are drawn by
-`PointCloudItem`: a palette of a few dozen colours, one palette code per point, one
-`QPainter.drawPoints` call per colour (a QPolygonF filled from numpy), so 100,000
-points load and re-colour in milliseconds, where pyqtgraph's ScatterPlotItem rebuilds a
-style key per point in Python (0.3-0.5 s for 100,000). The selection is a separate
-item (a dark halo under the selected points): a brush never re-styles the base points.
+A pyqtgraph widget (no QGIS API; pyqtgraph through `.pg`). The points of each bundle are
+one `PointCloudItem` (palette code per point, see `point_cloud`); the selection is a
+separate item (a dark halo under the selected points), so a brush never re-styles the
+base points. Palettes come as RGB tuples from `colors` / `coloring`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .colors import HEATMAP_STOPS, IOU_STOPS, RGB, Stops
 from .pg import QtCore, QtGui, QtWidgets, pg
+from .point_cloud import PointCloudItem, qcolor
 
 if TYPE_CHECKING:  # types only; at run time pyqtgraph comes through .pg
     from pyqtgraph import ColorMap
 
-_GraphicsObject: Any = pg.GraphicsObject
 _ViewBox: Any = pg.ViewBox
 
-#: Continuous palette (red-yellow-green) sampled into this many shared brushes.
-N_BINS = 32
-RDYLGN = [(0.0, (215, 48, 39)), (0.25, (252, 141, 89)), (0.5, (254, 224, 139)),
-          (0.75, (145, 207, 96)), (1.0, (26, 152, 80))]
-CATEGORY_RGB = [
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (188, 189, 34), (23, 190, 207), (174, 199, 232),
-    (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213), (196, 156, 148),
-    (247, 182, 210), (219, 219, 141), (158, 218, 229), (127, 127, 127), (57, 59, 121),
-]
-MISSING_RGB = (170, 170, 170)
-HEATMAP_STOPS = [(0.0, (250, 250, 250)), (0.5, (158, 202, 225)), (1.0, (33, 113, 181))]
 
-
-def colormap(stops: list[tuple[float, tuple[int, int, int]]],
-             reverse: bool = False) -> ColorMap:
+def colormap(stops: Stops) -> ColorMap:
     """Make a pyqtgraph colour map from (position, rgb) stops."""
     pos = np.array([s for s, _ in stops])
     rgb = np.array([c for _, c in stops], dtype=np.ubyte)
-    if reverse:
-        rgb = rgb[::-1]
     return pg.ColorMap(pos, rgb)
-
-
-def bin_index(values: np.ndarray, lo: float, hi: float, n_bins: int = N_BINS) -> np.ndarray:
-    """Palette index per value in [0, n_bins); n_bins for NaN (the "missing" brush)."""
-    v = np.asarray(values, dtype=float)
-    span = hi - lo if hi > lo else 1.0
-    with np.errstate(invalid="ignore"):
-        idx = np.floor((v - lo) / span * n_bins)
-    idx = np.clip(np.nan_to_num(idx, nan=0.0), 0, n_bins - 1).astype(np.int64)
-    idx[~np.isfinite(v)] = n_bins
-    return idx
-
-
-def continuous_palette(cmap: ColorMap, n_bins: int = N_BINS) -> list[QtGui.QColor]:
-    """`n_bins` colours along the colour map plus grey (index n_bins) for missing values."""
-    cols = cmap.map((np.arange(n_bins) + 0.5) / n_bins, mode="qcolor")
-    return list(cols) + [QtGui.QColor(*MISSING_RGB)]
-
-
-def category_color(i: int) -> QtGui.QColor:
-    """Colour of category `i` (negative: grey)."""
-    rgb = MISSING_RGB if i < 0 else CATEGORY_RGB[i % len(CATEGORY_RGB)]
-    return QtGui.QColor(*rgb)
 
 
 def robust_range(v: np.ndarray, q: float = 1.0,
@@ -89,112 +49,6 @@ def robust_range(v: np.ndarray, q: float = 1.0,
     if hi == lo:
         return lo - 0.5, hi + 0.5
     return lo, hi
-
-
-class PointCloudItem(_GraphicsObject):
-    """Many round (or square) dots, coloured by palette code, drawn per colour in C++.
-
-    `setData(x, y, codes, palette)`: codes index `palette` (a list of QColors); points
-    with a non-finite coordinate are skipped. An optional outline colour draws every
-    point first slightly larger in that colour.
-    """
-
-    def __init__(self, diameter_px: float = 6.0, square: bool = False,
-                 outline: tuple[int, int, int] | None = None) -> None:
-        super().__init__()
-        self.diameter = float(diameter_px)
-        self.square = square
-        self.outline = QtGui.QColor(*outline) if outline is not None else None
-        self.x = np.zeros(0)
-        self.y = np.zeros(0)
-        self.codes = np.zeros(0, dtype=np.int64)
-        self.palette: list[QtGui.QColor] = []
-        self._groups: list[tuple[QtGui.QColor, object]] = []
-        self._all: object = pg.functions.create_qpolygonf(0)
-        self._rect = QtCore.QRectF()
-
-    @staticmethod
-    def _polygon(x: np.ndarray, y: np.ndarray) -> object:
-        poly = pg.functions.create_qpolygonf(x.size)
-        if x.size:
-            arr = pg.functions.ndarray_from_qpolygonf(poly)
-            arr[:, 0] = x
-            arr[:, 1] = y
-        return poly
-
-    def setData(self, x: np.ndarray, y: np.ndarray, codes: np.ndarray | None = None,  # noqa: N802
-                palette: list[QtGui.QColor] | None = None) -> None:
-        """Points and their palette codes (default: all code 0)."""
-        x = np.asarray(x, dtype=float)
-        y = np.asarray(y, dtype=float)
-        if codes is None:
-            codes = np.zeros(x.size, dtype=np.int64)
-        self.prepareGeometryChange()
-        self.x, self.y = x, y
-        ok = np.isfinite(x) & np.isfinite(y)
-        xf, yf = x[ok], y[ok]
-        self._all = self._polygon(xf, yf) if self.outline is not None else None
-        if xf.size:
-            self._rect = QtCore.QRectF(float(xf.min()), float(yf.min()),
-                                       float(np.ptp(xf)), float(np.ptp(yf)))
-        else:
-            self._rect = QtCore.QRectF()
-        self.setColors(codes, palette if palette is not None else
-                       (self.palette or [QtGui.QColor(20, 20, 20)]))
-
-    def setColors(self, codes: np.ndarray, palette: list[QtGui.QColor]) -> None:  # noqa: N802
-        """Re-colour the points (same order as `setData`)."""
-        codes = np.asarray(codes, dtype=np.int64)
-        if codes.shape != self.x.shape:
-            raise ValueError(f"{codes.size} colour codes for {self.x.size} points")
-        self.codes, self.palette = codes, list(palette)
-        ok = np.isfinite(self.x) & np.isfinite(self.y)
-        idx = np.flatnonzero(ok)
-        order = idx[np.argsort(codes[idx], kind="stable")]
-        sc = codes[order]
-        bounds = np.searchsorted(sc, np.arange(len(self.palette) + 1))
-        self._groups = []
-        for k, color in enumerate(self.palette):
-            sel = order[bounds[k]:bounds[k + 1]]
-            if sel.size:
-                self._groups.append((color, self._polygon(self.x[sel], self.y[sel])))
-        self.update()
-
-    def getData(self) -> tuple[np.ndarray, np.ndarray]:  # noqa: N802 (pyqtgraph style)
-        """Return the points (as given)."""
-        return self.x, self.y
-
-    def dataBounds(self, ax, frac=1.0, orthoRange=None):  # noqa: N802,N803 (pyqtgraph API)
-        v = self.x if ax == 0 else self.y
-        v = v[np.isfinite(v)]
-        return (float(v.min()), float(v.max())) if v.size else (None, None)
-
-    def pixelPadding(self):  # noqa: N802 (pyqtgraph API)
-        return self.diameter
-
-    def boundingRect(self):
-        if self._rect.isNull() and not self.x.size:
-            return QtCore.QRectF()
-        pw = self.pixelWidth() or 0.0
-        ph = self.pixelHeight() or 0.0
-        pad = self.diameter + 2
-        return self._rect.adjusted(-pad * pw, -pad * ph, pad * pw, pad * ph)
-
-    def _pen(self, color: QtGui.QColor, width: float) -> QtGui.QPen:
-        pen = QtGui.QPen(color)
-        pen.setWidthF(width)
-        pen.setCosmetic(True)
-        pen.setCapStyle(QtCore.Qt.PenCapStyle.SquareCap if self.square
-                        else QtCore.Qt.PenCapStyle.RoundCap)
-        return pen
-
-    def paint(self, painter, *_args):
-        if self.outline is not None and self._all is not None:
-            painter.setPen(self._pen(self.outline, self.diameter + 2.0))
-            painter.drawPoints(self._all)
-        for color, poly in self._groups:
-            painter.setPen(self._pen(color, self.diameter))
-            painter.drawPoints(poly)
 
 
 class BrushViewBox(_ViewBox):
@@ -286,7 +140,7 @@ class LatentScatter(QtWidgets.QWidget):
         self.highlight = PointCloudItem(diameter_px=10.0)
         self.highlight.setZValue(-1)
         self.plot.addItem(self.highlight, ignoreBounds=True)
-        self.point_bar = pg.ColorBarItem(values=(0, 1), colorMap=colormap(RDYLGN),
+        self.point_bar = pg.ColorBarItem(values=(0, 1), colorMap=colormap(IOU_STOPS),
                                          interactive=False, width=14, label="IoU")
         self.view.addItem(self.point_bar, row=0, col=1)
         self.heat_bar = pg.ColorBarItem(values=(0, 1), colorMap=colormap(HEATMAP_STOPS),
@@ -312,7 +166,7 @@ class LatentScatter(QtWidgets.QWidget):
         self.plot.setLabel("left", ylabel)
 
     def set_points(self, x: np.ndarray, y: np.ndarray, codes: np.ndarray,
-                   palette: list[QtGui.QColor]) -> None:
+                   palette: Sequence[RGB]) -> None:
         """All base points at once, coloured by palette code; the view fits their bulk."""
         self.base.setData(x, y, codes, palette)
         self.fit_view()
@@ -325,13 +179,13 @@ class LatentScatter(QtWidgets.QWidget):
             return
         self.plot.setRange(xRange=xr, yRange=yr, padding=0.05)
 
-    def set_colors(self, codes: np.ndarray, palette: list[QtGui.QColor]) -> None:
+    def set_colors(self, codes: np.ndarray, palette: Sequence[RGB]) -> None:
         """Re-colour the base points (same order as `set_points`)."""
         self.base.setColors(codes, palette)
 
     def set_overlay(self, key: str, x: np.ndarray, y: np.ndarray,
                     codes: np.ndarray | None = None,
-                    palette: list[QtGui.QColor] | None = None) -> None:
+                    palette: Sequence[RGB] | None = None) -> None:
         """Points of another bundle on the same plane: outlined squares."""
         item = self.overlays.get(key)
         if item is None:
@@ -342,7 +196,7 @@ class LatentScatter(QtWidgets.QWidget):
                 item.setZValue(5)
                 self.plot.addItem(item)
             self.overlays[key] = item
-        item.setData(x, y, codes, palette or [QtGui.QColor(255, 255, 255)])
+        item.setData(x, y, codes, palette or [(255, 255, 255)])
         item.show()
 
     def remove_overlay(self, key: str) -> None:
@@ -353,25 +207,32 @@ class LatentScatter(QtWidgets.QWidget):
             item.hide()
             self._spare.append(item)
 
+    def clear(self) -> None:
+        """No points, no overlays, no heatmap."""
+        for key in list(self.overlays):
+            self.remove_overlay(key)
+        self.set_points(np.zeros(0), np.zeros(0), np.zeros(0, np.int64), [])
+        self.clear_heatmap()
+
     def set_highlight(self, x: np.ndarray, y: np.ndarray) -> None:
         """Mark the selected points (a halo under them)."""
         self.highlight.setData(x, y)
 
-    def set_continuous_scale(self, label: str, lo: float, hi: float,
-                             cmap: ColorMap) -> None:
-        """Show the colour bar of a continuous colouring."""
+    def set_continuous_scale(self, label: str, lo: float, hi: float, stops: Stops) -> None:
+        """Show the colour bar of a continuous colouring (`stops` over [lo, hi])."""
         self.legend.hide()
-        self.point_bar.setColorMap(cmap)
+        self.point_bar.setColorMap(colormap(stops))
         self.point_bar.setLevels((lo, hi))
         self.point_bar.getAxis("left").setLabel(label)
         self.point_bar.show()
 
-    def set_categories(self, entries: list[tuple[str, QtGui.QColor]]) -> None:
+    def set_categories(self, entries: Sequence[tuple[str, RGB]]) -> None:
         """Show a legend of categories instead of the colour bar."""
         self.point_bar.hide()
         self.legend.clear()
         for name, color in entries[:24]:
-            self.legend.addItem(pg.ScatterPlotItem(size=8, brush=pg.mkBrush(color), pen=None),
+            self.legend.addItem(pg.ScatterPlotItem(size=8, brush=pg.mkBrush(qcolor(color)),
+                                                   pen=None),
                                 name)
         self.legend.show()
 

@@ -1,9 +1,7 @@
-"""One opened bundle: its attributes, map layers, footprint link and current selection."""
+"""One opened bundle: its attributes, map layers, footprint link and selection."""
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,49 +11,22 @@ from ..core.bundle.reader import Bundle, read_table
 from ..core.errors import BundleError
 from .layers import BundleLayers, load_bundle_layers
 from .link import FootprintLink
-from .selection import mean_finite
+from .selection import MapSync, Selection
 
-#: Colour-by choices: label -> patches column.
-COLOR_CHOICES = {"IoU": "iou", "estimated IoU": "est_iou", "cluster": "cluster",
-                 "region": "region", "novelty": "novelty"}
-CATEGORICAL = ("cluster", "region")
 #: Columns of the patches layer the explorer reads (the rest stays on disk).
 UI_COLUMNS = ("patch_id", "image", "region", "pc1", "pc2", "iou", "est_iou",
               "cluster", "novelty")
-
-CONVENTION_TEXT = {
-    "zero": "both-empty patches count as IoU 0",
-    "one": "both-empty patches count as IoU 1",
-    "exclude": "both-empty patches have no IoU",
-}
-
-
-def table_columns(gpkg: Path, table: str = "patches") -> list[str]:
-    """Column names of a GeoPackage table (empty when unreadable)."""
-    try:
-        con = sqlite3.connect(f"file:{gpkg}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return []
-    try:
-        return [row[1] for row in con.execute(f'PRAGMA table_info("{table}")')]
-    except sqlite3.Error:
-        return []
-    finally:
-        con.close()
 
 
 class BundleSession:
     """A bundle opened in the explorer (read-only on disk)."""
 
     def __init__(self, path: str | Path, project: QgsProject | None = None,
-                 with_layers: bool = True,
-                 on_map_selection: Callable[[BundleSession, np.ndarray], None] | None = None
-                 ) -> None:
+                 with_layers: bool = True) -> None:
         self.bundle = Bundle(path)
         self.key = str(self.bundle.path)
         self.name = self.bundle.path.name.removesuffix(".segx")
-        cols = read_table(self.bundle.path, "patches",
-                          [c for c in UI_COLUMNS if c in table_columns(self.bundle.gpkg)])
+        cols = read_table(self.bundle.path, "patches", UI_COLUMNS, missing_ok=True)
         for needed in ("patch_id", "pc1", "pc2"):
             if needed not in cols:
                 raise BundleError(f"{self.bundle.gpkg}: the patches layer has no column "
@@ -72,19 +43,20 @@ class BundleSession:
         self.columns = cols
         self.x = np.asarray(cols["pc1"], dtype=float)
         self.y = np.asarray(cols["pc2"], dtype=float)
-        self.selected = np.zeros(n, dtype=bool)
+        #: what is selected; kept in step with the footprint layer's selection
+        self.selection = Selection(self.x, self.y, cols.get(self.score_column))
         self.project = project or QgsProject.instance()
         self.layers: BundleLayers | None = None
         self.link: FootprintLink | None = None
-        self._on_map = on_map_selection
+        self.map_sync: MapSync | None = None
         if with_layers:
             self.layers = load_bundle_layers(self.bundle, cols, self.project)
             try:
-                self.link = FootprintLink(self.layers.footprints, n, self.bundle.gpkg,
-                                          on_map_selection=self._map_selected)
+                self.link = FootprintLink(self.layers.footprints, n, self.bundle.gpkg)
             except Exception:
                 self.layers.remove(self.project)
                 raise
+            self.map_sync = MapSync(self.selection, self.link)
 
     # -- facts -----------------------------------------------------------------------
     @property
@@ -122,30 +94,32 @@ class BundleSession:
         return [float(v) for v in evr[:2]]
 
     # -- selection -------------------------------------------------------------------
+    @property
+    def selected(self) -> np.ndarray:
+        """Boolean mask of the selected patches (read-only; change it via `selection`)."""
+        return self.selection.mask
+
     def summary(self) -> tuple[int, float]:
         """(count, mean score) of the selection."""
-        col = self.columns.get(self.score_column)
-        mean = mean_finite(np.asarray(col, float), self.selected) if col is not None else \
-            float("nan")
-        return int(self.selected.sum()), mean
+        return self.selection.summary()
 
-    def set_selection(self, mask: np.ndarray, push: bool = True) -> None:
-        """Make `mask` the selection; push it to the footprint layer."""
-        self.selected = np.asarray(mask, dtype=bool)
-        if push and self.link is not None:
-            self.link.push(self.selected)
-
-    def _map_selected(self, mask: np.ndarray) -> None:
-        self.selected = mask
-        if self._on_map is not None:
-            self._on_map(self, mask)
-
-    def close(self) -> None:
-        """Disconnect from the layer and take the layers off the map (idempotent)."""
+    # -- teardown --------------------------------------------------------------------
+    def _unlink(self) -> None:
+        if self.map_sync is not None:
+            self.map_sync.close()
+            self.map_sync = None
         if self.link is not None:
             self.link.disconnect()
             self.link = None
+
+    def detach_layers(self) -> None:
+        """The user removed the layers: stop following them, leave the project as it is."""
+        self._unlink()
+        self.layers = None
+
+    def close(self) -> None:
+        """Disconnect from the layer and take the layers off the map (idempotent)."""
+        self._unlink()
         if self.layers is not None:
             self.layers.remove(self.project)
             self.layers = None
-        self._on_map = None

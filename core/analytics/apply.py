@@ -1,13 +1,16 @@
 """Apply a reference analysis to a new region: its patches placed in the reference's space.
 
 `estimate_table` uses the reference bundle's stored arrays only (PCA, estimator weights,
-novelty reference); `bundle.manifest.write_estimate` writes its result.
+novelty reference); `bundle.manifest.write_estimate` writes its result. The reference is
+anything that reads like a `bundle.reader.Bundle` (`Reference`): analytics sit below the
+bundle layer and do not import it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -20,8 +23,26 @@ from .latent import LatentPCA, whiten
 from .novelty import KNNNovelty, auroc
 from .stats import run_statistics
 
-if TYPE_CHECKING:
-    from ..bundle.reader import Bundle
+
+class Reference(Protocol):
+    """What `estimate_table` reads of a reference analysis (a `bundle.reader.Bundle`)."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        """"analysis" or "estimate"."""
+
+    @property
+    def patches(self) -> dict[str, np.ndarray]:
+        """Per-patch attributes of the reference."""
+
+    def array(self, name: str) -> np.ndarray:
+        """One stored array."""
+
+    def has_array(self, name: str) -> bool:
+        """Whether the array is stored."""
 
 
 @dataclass
@@ -43,7 +64,7 @@ class Estimate:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def reference_estimators(ref: Bundle) -> dict[str, tuple[MLPIoUEstimator, list[str]]]:
+def reference_estimators(ref: Reference) -> dict[str, tuple[MLPIoUEstimator, list[str]]]:
     """Rebuild the reference bundle's estimators from its arrays (numpy only)."""
     out = {}
     for name, spec in ref.manifest.get("estimators", {}).items():
@@ -52,7 +73,7 @@ def reference_estimators(ref: Bundle) -> dict[str, tuple[MLPIoUEstimator, list[s
     return out
 
 
-def estimate_table(table: PatchTable, ref: Bundle) -> Estimate:
+def estimate_table(table: PatchTable, ref: Reference) -> Estimate:
     """Estimated IoU, novelty and cluster of each patch of `table` in `ref`'s space."""
     if ref.kind != "analysis":
         raise BundleError(f"{ref.path}: a {ref.kind} bundle; --reference must be an analysis "

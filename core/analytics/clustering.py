@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigurationError, EmptyInputError
+from ..figures import nanmean_or_none, nanmedian_or_none
 
 
 def knee_point(curve: np.ndarray) -> int:
@@ -185,14 +186,10 @@ def cluster_table(labels: np.ndarray, x: np.ndarray, columns: Mapping[str, np.nd
                                     return_counts=True)
         rows.append({
             "cluster": int(c), "size": int(idx.size),
-            "mean_iou": _nanstat(np.nanmean, iou), "median_iou": _nanstat(np.nanmedian, iou),
-            "label_frac": _nanstat(np.nanmean, np.asarray(columns["label_frac"], float)[idx]),
-            "pred_frac": _nanstat(np.nanmean, np.asarray(columns["pred_frac"], float)[idx]),
+            "mean_iou": nanmean_or_none(iou), "median_iou": nanmedian_or_none(iou),
+            "label_frac": nanmean_or_none(np.asarray(columns["label_frac"], float)[idx]),
+            "pred_frac": nanmean_or_none(np.asarray(columns["pred_frac"], float)[idx]),
             "region_mix": {str(r): int(k) for r, k in zip(regions, counts, strict=True)},
             "representatives": reps,
         })
     return rows
-
-
-def _nanstat(fn: Any, v: np.ndarray) -> float | None:
-    return float(fn(v)) if np.isfinite(v).any() else None

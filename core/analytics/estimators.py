@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigurationError, EmptyInputError
+from ..errors import BundleError, ConfigurationError, EmptyInputError
 
 #: Uncertainty features of the ``full`` estimator, in order.
 UNCERTAINTY_FEATURES = ("entropy", "confidence", "uncertain_frac", "pred_frac")
@@ -185,8 +185,8 @@ class MLPIoUEstimator:
         """Rebuild a fitted estimator from `to_arrays` output (numpy only)."""
         n_layers = sum(1 for k in arrays if k.startswith(f"{name}_W"))
         if n_layers == 0 or f"{name}_scaler_mean" not in arrays:
-            raise ConfigurationError(f"estimator {name!r}: no weights among the arrays; the "
-                                     "bundle was written without it, run the analysis again")
+            raise BundleError(f"estimator {name!r}: no weights among the arrays; the "
+                              "bundle was written without it, run the analysis again")
         est = cls()
         est.weights_ = [np.asarray(arrays[f"{name}_W{i}"], np.float32) for i in range(n_layers)]
         est.biases_ = [np.asarray(arrays[f"{name}_b{i}"], np.float32) for i in range(n_layers)]

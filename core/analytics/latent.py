@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigurationError, EmptyInputError
+from ..errors import BundleError, ConfigurationError, EmptyInputError
 
 #: rows per chunk when streaming embeddings (8192 x 512 float64 = 32 MiB)
 CHUNK_ROWS = 8192
@@ -112,7 +112,7 @@ class LatentPCA:
                     normalize: str = "l2") -> LatentPCA:
         """Rebuild a fitted PCA from stored arrays (a bundle's `pca_*.npy`)."""
         if components.ndim != 2 or mean.shape != (components.shape[1],):
-            raise ConfigurationError(
+            raise BundleError(
                 f"PCA arrays of shapes mean {mean.shape}, components {components.shape}: "
                 "expected (D,) and (K, D); the bundle is damaged, run the analysis again")
         pca = cls(n_components=components.shape[0], normalize=_check_normalize(normalize))

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..engine.records import ImageRecord, PatchTable
+from ..figures import nanmean_or_none, nanmedian_or_none, overall_iou
 
 
 def pixel_figures(counts: Iterable[Mapping[str, int]]) -> dict[str, Any]:
@@ -30,17 +31,12 @@ def pixel_figures(counts: Iterable[Mapping[str, int]]) -> dict[str, Any]:
     total = tp + fp + fn + tn
     union = tp + fp + fn
     return {
-        "overall_iou": tp / union if union else None,
+        "overall_iou": overall_iou(tp, fp, fn) if union else None,
         "accuracy": (tp + tn) / total if total else None,
         "precision": tp / (tp + fp) if tp + fp else None,
         "recall": tp / (tp + fn) if tp + fn else None,
         "pixels": total, "tp": tp, "fp": fp, "fn": fn, "tn": tn,
     }
-
-
-def _mean(v: np.ndarray) -> float | None:
-    v = np.asarray(v, dtype=np.float64)
-    return float(np.nanmean(v)) if np.isfinite(v).any() else None
 
 
 def group_figures(table: PatchTable, rows: np.ndarray,
@@ -51,15 +47,15 @@ def group_figures(table: PatchTable, rows: np.ndarray,
     labelled = [im for im in images if im.counts]
     out = pixel_figures(im.counts for im in labelled)
     out.update({
-        "mean_patch_iou": _mean(iou),
-        "median_patch_iou": (float(np.nanmedian(iou)) if np.isfinite(iou).any() else None),
-        "mean_patch_accuracy": _mean(np.asarray(cols["accuracy"], np.float64)[rows]),
+        "mean_patch_iou": nanmean_or_none(iou),
+        "median_patch_iou": nanmedian_or_none(iou),
+        "mean_patch_accuracy": nanmean_or_none(np.asarray(cols["accuracy"], np.float64)[rows]),
         "patches": int(rows.size),
         "patches_with_iou": int(np.isfinite(iou).sum()),
         "images": len(images),
         "labelled_images": len(labelled),
-        "label_frac": _mean(np.asarray(cols["label_frac"], np.float64)[rows]),
-        "pred_frac": _mean(np.asarray(cols["pred_frac"], np.float64)[rows]),
+        "label_frac": nanmean_or_none(np.asarray(cols["label_frac"], np.float64)[rows]),
+        "pred_frac": nanmean_or_none(np.asarray(cols["pred_frac"], np.float64)[rows]),
     })
     return out
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -80,35 +81,74 @@ def has_array(path: str | Path, name: str) -> bool:
     return (resolve_bundle_path(path) / "arrays" / f"{name}.npy").is_file()
 
 
-def read_table(path: str | Path, table: str,
-               columns: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-    """Columns of a GeoPackage table as numpy arrays (NULL -> NaN for numbers, None for text).
+def gpkg_path(path: str | Path) -> Path:
+    """The GeoPackage of a bundle (folder, manifest or GeoPackage path), or a .gpkg itself."""
+    p = Path(path)
+    return p if p.suffix.lower() == ".gpkg" else resolve_bundle_path(p) / GPKG
 
-    Rows are ordered by `patch_id` for the patches layer, by the first column otherwise.
-    """
-    gpkg = resolve_bundle_path(path) / GPKG
+
+@contextmanager
+def open_gpkg(path: str | Path) -> Iterator[sqlite3.Connection]:
+    """A read-only SQLite connection to a GeoPackage; SQLite errors become BundleError."""
+    gpkg = gpkg_path(path)
     if not gpkg.is_file():
         raise IncompleteBundleError(f"{gpkg}: missing GeoPackage; the bundle is incomplete")
-    con = sqlite3.connect(f"file:{gpkg}?mode=ro", uri=True)
     try:
-        if not table.replace("_", "").isalnum():
-            raise BundleError(f"{table!r}: not a table name")
-        info = con.execute(f'PRAGMA table_info("{table}")').fetchall()
-        if not info:
-            raise BundleError(f"{gpkg}: no table {table!r}")
-        types = {row[1]: row[2].upper() for row in info}
+        con = sqlite3.connect(f"{gpkg.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise BundleError(f"{gpkg}: cannot be opened ({exc}); copy the bundle again") from exc
+    try:
+        yield con
+    except sqlite3.Error as exc:
+        raise BundleError(f"{gpkg}: not a readable GeoPackage ({exc}); copy the bundle again "
+                          "or run the analysis again") from exc
+    finally:
+        con.close()
+
+
+def _columns(con: sqlite3.Connection, gpkg: Path, table: str) -> list[tuple[str, str, bool]]:
+    """(name, declared type upper-case, primary key) of each column of `table`."""
+    if not table.replace("_", "").isalnum():
+        raise BundleError(f"{table!r}: not a table name")
+    info = con.execute(f'PRAGMA table_info("{table}")').fetchall()
+    if not info:
+        raise BundleError(f"{gpkg}: no table {table!r}")
+    return [(str(row[1]), str(row[2]).upper(), bool(row[5])) for row in info]
+
+
+def primary_key(path: str | Path, table: str = "patches") -> str | None:
+    """Name of the table's single-column primary key (a GeoPackage's fid), else None."""
+    with open_gpkg(path) as con:
+        pk = [name for name, _, is_pk in _columns(con, gpkg_path(path), table) if is_pk]
+    return pk[0] if len(pk) == 1 else None
+
+
+def read_table(path: str | Path, table: str, columns: Sequence[str] | None = None, *,
+               missing_ok: bool = False) -> dict[str, np.ndarray]:
+    """Columns of a GeoPackage table as numpy arrays (NULL -> NaN for numbers, None for text).
+
+    `path` is a bundle (see `gpkg_path`) or a .gpkg file. `columns` None: every attribute
+    (not the geometry, not the fid); with `missing_ok`, asked columns the table does not
+    have are left out instead of refused. Rows are ordered by `patch_id` for the patches
+    layer, by the first column otherwise.
+    """
+    gpkg = gpkg_path(path)
+    with open_gpkg(gpkg) as con:
+        types = {name: typ for name, typ, _ in _columns(con, gpkg, table)}
         wanted = list(columns) if columns is not None else [
             c for c in types if c not in ("geom", "geometry", "fid")]
         unknown = [c for c in wanted if c not in types]
-        if unknown:
+        if unknown and missing_ok:
+            wanted = [c for c in wanted if c in types]
+        elif unknown:
             raise BundleError(f"{gpkg}: table {table!r} has no column(s) {unknown}")
+        if not wanted:
+            return {}
         order = "patch_id" if "patch_id" in types else wanted[0]
         cols = ", ".join(f'"{c}"' for c in wanted)
         # Identifiers only (checked against PRAGMA table_info above), no values: read-only db.
         sql = f'SELECT {cols} FROM "{table}" ORDER BY "{order}"'  # noqa: S608  # nosec B608
         rows = con.execute(sql).fetchall()
-    finally:
-        con.close()
     out: dict[str, np.ndarray] = {}
     for j, name in enumerate(wanted):
         values = [r[j] for r in rows]

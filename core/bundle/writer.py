@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..engine.records import ImageRecord, PatchTable
-from ..errors import ConfigurationError, UnreadableFileError
+from ..errors import ConfigurationError, DependencyError, UnreadableFileError
 from ..files import cleanup_partials, file_sha256
 from .reader import GPKG, MANIFEST, SCHEMA, SCHEMA_VERSION
 
@@ -67,7 +67,7 @@ def _ogr() -> Any:
     try:
         from osgeo import ogr, osr
     except ImportError as exc:  # pragma: no cover - depends on the machine
-        raise ConfigurationError(
+        raise DependencyError(
             "GDAL's Python bindings (osgeo) are missing: install python3-gdal (Debian) or "
             "the GDAL wheel matching your libgdal, then run again") from exc
     ogr.UseExceptions()

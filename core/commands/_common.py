@@ -7,9 +7,14 @@ import importlib.util
 import platform
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..figures import format_number
 from ..progress import Progress
+
+if TYPE_CHECKING:
+    from ..model.models import LoadedModel
+    from ..model.spec import OnnxModel
 
 #: Import name -> distribution name of the packages whose versions a bundle records.
 VERSIONED = {"numpy": "numpy", "torch": "torch", "sklearn": "scikit-learn",
@@ -58,9 +63,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint only: input bands of the model")
 
 
-def load(args: argparse.Namespace, progress: Progress) -> Any:
+def load(args: argparse.Namespace, progress: Progress) -> LoadedModel | OnnxModel:
     """Load --model: an `OnnxModel` for an ONNX file (no torch), else a `LoadedModel`."""
-    from ..model.spec import load_any
+    from ..model.loading import load_any
 
     progress.stage("load model", 0)
     return load_any(Path(args.model), arch=getattr(args, "arch", "unet"),
@@ -73,9 +78,6 @@ def print_scores(progress: Progress, title: str, scores: dict[str, Any]) -> None
     for name, s in scores.items():
         if not isinstance(s, dict) or "mae" not in s:
             continue
-        progress.log(f"{title} {name}: MAE {_f(s.get('mae'))}, R2 {_f(s.get('r2'))}, "
-                     f"Spearman {_f(s.get('spearman'))} ({s.get('n', '?')} patches)")
-
-
-def _f(v: Any) -> str:
-    return f"{v:.3f}" if isinstance(v, (int, float)) else "n/a"
+        progress.log(f"{title} {name}: MAE {format_number(s.get('mae'))}, R2 "
+                     f"{format_number(s.get('r2'))}, Spearman "
+                     f"{format_number(s.get('spearman'))} ({s.get('n', '?')} patches)")

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..engine.records import IOU_CONVENTION_QUESTION, IOU_CONVENTIONS, describe_convention
+from ..figures import format_number
 from ..progress import Progress
 from ..scale.run import add_arguments, scaled_run
 from ._common import add_model_arguments
@@ -25,8 +27,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patch-size", type=int, default=256, help="patch size in pixels")
     parser.add_argument("--stride", type=int, default=None,
                         help="step between patches in pixels (default: the patch size)")
-    parser.add_argument("--iou-convention", choices=("zero", "one", "exclude"), default="zero",
-                        help="IoU of patches where label and prediction are both empty")
+    parser.add_argument("--iou-convention", choices=IOU_CONVENTIONS, default="zero",
+                        help=f"{IOU_CONVENTION_QUESTION}: " + "; ".join(
+                            describe_convention(c) for c in IOU_CONVENTIONS))
     parser.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
                         help="inference backend (auto: CUDA if present, else onnxruntime)")
     parser.add_argument("--batch-size", type=int, default=None, help="patches per batch")
@@ -47,6 +50,7 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     from ..bundle.writer import BundleWriter
     from ..data.datasets import discover
     from ..engine.inference import analyze_images
+    from ..engine.settings import EngineSettings
     from ..errors import ConfigurationError
     from ..model.spec import is_onnx
     from ._common import load, print_scores, require, versions
@@ -65,14 +69,13 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     pairs = discover(args.data, args.labels, require_labels=True)
     progress.log(f"{len(pairs)} image(s) under {args.data}")
     model = load(args, progress)
+    settings = EngineSettings(patch_size=args.patch_size, stride=args.stride,
+                              iou_convention=args.iou_convention, backend=args.backend,
+                              batch_size=args.batch_size)
     with BundleWriter(args.out) as writer, scaled_run(args, progress) as tiled:
-        engine_kwargs: dict[str, Any] = {
-            "patch_size": args.patch_size, "stride": args.stride,
-            "iou_convention": args.iou_convention, "backend": args.backend,
-            "batch_size": args.batch_size}
-        table = (tiled.analyze(pairs, model, engine_kwargs, writer.raster_dir) if tiled else
-                 analyze_images(pairs, model, raster_dir=writer.raster_dir, progress=progress,
-                                **engine_kwargs))
+        table = (tiled.analyze(pairs, model, settings, writer.raster_dir) if tiled else
+                 analyze_images(pairs, model, settings, raster_dir=writer.raster_dir,
+                                progress=progress))
         res = analyze_table(table, n_components=args.components,
                             clusters_max=args.clusters_max, seed=args.seed,
                             folds=args.folds, progress=progress)
@@ -87,10 +90,11 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         manifest = write_analysis(writer, res, run_info)
         out = writer.finish(manifest)
     overall = manifest["stats"]["overall"]
-    progress.log(f"overall IoU {_pct(overall.get('overall_iou'))}, accuracy "
-                 f"{_pct(overall.get('accuracy'))}, mean patch IoU "
-                 f"{_pct(overall.get('mean_patch_iou'))} ({len(table)} patches, "
-                 f"IoU convention {table.iou_convention})")
+    progress.log(f"overall IoU {format_number(overall.get('overall_iou'), percent=True)}, "
+                 f"accuracy {format_number(overall.get('accuracy'), percent=True)}, mean patch "
+                 f"IoU {format_number(overall.get('mean_patch_iou'), percent=True)} "
+                 f"({len(table)} patches, IoU convention "
+                 f"{describe_convention(table.iou_convention)})")
     print_scores(progress, "cross-validated estimator", manifest["estimators"])
     progress.log(f"wrote {out}")
     return {
@@ -102,7 +106,3 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
                        for k in ("method", "k", "silhouette")},
         "seconds": round(time.perf_counter() - start, 2),
     }
-
-
-def _pct(v: Any) -> str:
-    return f"{100 * v:.2f}" if isinstance(v, (int, float)) else "n/a"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..progress import Progress
+from .env_report import ROLES, format_report
 
 HELP = "report the Python, the worker packages and the device; say what to install"
 
@@ -46,9 +47,6 @@ NEEDS: dict[str, tuple[str, ...]] = {
                 "onnxruntime|segmentation_models_pytorch"),
     "train": ("numpy", "rasterio", "shapely", "torch", "segmentation_models_pytorch"),
 }
-
-#: What the environment is, from the commands it can run.
-ROLES = ("full worker", "field worker: estimate only", "incomplete")
 
 #: Oldest version of a package the core works with (older counts as missing).
 MIN_VERSIONS = {"shapely": (2, 0), "rasterio": (1, 3), "numpy": (1, 23)}
@@ -204,32 +202,6 @@ def report(root: Path | None = None) -> dict[str, Any]:
         "ok": role != ROLES[2] and not warnings
               and (role == ROLES[1] or not missing),
     }
-
-
-def format_report(rep: dict[str, Any]) -> str:
-    """Format the report as a short table for people."""
-    py = rep["python"]
-    lines = [f"Python      {py['version']} ({py['executable']})",
-             f"device      {rep['device']['summary']}"]
-    for info in rep["packages"].values():
-        state = (info["version"] if info["ok"] else info["error"] if info["version"]
-                 else f"MISSING ({info['error']})")
-        lines.append(f"{info['pip']:<28}{state}")
-    ready = [c for c, ok in rep["commands"].items() if ok]
-    lines.append("ready for   " + (", ".join(ready) if ready else "nothing"))
-    role = rep.get("role", ROLES[2])
-    lines.append(f"worker      {role}")
-    for w in rep["warnings"]:
-        lines.append(f"warning: {w}")
-    if rep["install"] and role == ROLES[1]:
-        lines.append("to make it a full worker (analyze, train, models without ONNX):")
-        lines.extend(f"  {cmd}" for cmd in rep["install"])
-    elif rep["install"]:
-        lines.append("to install the missing packages:")
-        lines.extend(f"  {cmd}" for cmd in rep["install"])
-    else:
-        lines.append("all worker packages are installed")
-    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:

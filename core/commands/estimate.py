@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..figures import format_number, nanmean_or_none
 from ..progress import Progress
 from ..scale.run import add_arguments, scaled_run
 from ._common import add_model_arguments
@@ -42,6 +43,7 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     from ..bundle.writer import BundleWriter
     from ..data.datasets import discover
     from ..engine.inference import analyze_images
+    from ..engine.settings import EngineSettings
     from ..errors import ConfigurationError
     from ._common import load, print_scores, versions
 
@@ -61,14 +63,13 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             f"model {args.model} (sha256 {model.sha256[:12]}) is not the model of reference "
             f"{ref.path.name} (sha256 {ref_sha[:12]}, {rm['model'].get('path')}): estimate "
             "with the reference's model, or analyse the training data with this one")
+    settings = EngineSettings(patch_size=int(rm["patch_size"]), stride=int(rm["stride"]),
+                              iou_convention=rm["iou_convention"], backend=args.backend,
+                              batch_size=args.batch_size, encoder_only=args.encoder_only)
     with BundleWriter(args.out) as writer, scaled_run(args, progress) as tiled:
-        engine_kwargs: dict[str, Any] = {
-            "patch_size": int(rm["patch_size"]), "stride": int(rm["stride"]),
-            "iou_convention": rm["iou_convention"], "backend": args.backend,
-            "batch_size": args.batch_size, "encoder_only": args.encoder_only}
-        table = (tiled.analyze(pairs, model, engine_kwargs, writer.raster_dir) if tiled else
-                 analyze_images(pairs, model, raster_dir=writer.raster_dir, progress=progress,
-                                **engine_kwargs))
+        table = (tiled.analyze(pairs, model, settings, writer.raster_dir) if tiled else
+                 analyze_images(pairs, model, settings, raster_dir=writer.raster_dir,
+                                progress=progress))
         progress.stage("estimate", 0)
         est = estimate_table(table, ref)
         progress.stage("write bundle", 0)
@@ -82,8 +83,9 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         out = writer.finish(manifest)
     nov = manifest["novelty"]
     progress.log(f"estimated IoU ({est.estimator} estimator): mean "
-                 f"{_f(_nanmean(est.est_iou))} over {len(table)} patches; novelty: mean "
-                 f"percentile {_f(nov.get('mean'))}, {_f(100 * (nov.get('share_above_95') or 0))}"
+                 f"{format_number(nanmean_or_none(est.est_iou))} over {len(table)} patches; "
+                 f"novelty: mean percentile {format_number(nov.get('mean'))}, "
+                 f"{format_number(100 * (nov.get('share_above_95') or 0))}"
                  "% of patches beyond the reference's 95th percentile")
     if est.novelty_auroc is not None:
         progress.log(f"novelty AUROC, these patches vs the reference's val patches: "
@@ -92,17 +94,6 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         print_scores(progress, "estimate vs real IoU", est.scores)
     progress.log(f"wrote {out}")
     return {"bundle": str(out), "kind": "estimate", "n_patches": len(table),
-            "estimator": est.estimator, "mean_est_iou": _nanmean(est.est_iou),
+            "estimator": est.estimator, "mean_est_iou": nanmean_or_none(est.est_iou),
             "novelty_mean": nov.get("mean"), "novelty_auroc": est.novelty_auroc,
             "scores": est.scores, "seconds": round(time.perf_counter() - start, 2)}
-
-
-def _nanmean(v: Any) -> float | None:
-    import numpy as np
-
-    a = np.asarray(v, dtype=float)
-    return float(np.nanmean(a)) if np.isfinite(a).any() else None
-
-
-def _f(v: Any) -> str:
-    return f"{v:.3f}" if isinstance(v, (int, float)) else "n/a"

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..model.spec import encoder_path
 from ..progress import Progress
+
+if TYPE_CHECKING:
+    from ..model.models import LoadedModel
 
 HELP = ("export a model to ONNX: OUT.onnx (probabilities + embedding) and "
         "OUT.encoder.onnx (embedding only)")
@@ -64,7 +67,8 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     return result
 
 
-def _check(model: Any, out: Path, enc: Path, size: int, pooling: str) -> dict[str, float]:
+def _check(model: LoadedModel, out: Path, enc: Path, size: int,
+           pooling: str) -> dict[str, float]:
     import numpy as np
 
     from ..model.backends import OnnxBackend, TorchBackend

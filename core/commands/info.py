@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..engine.records import describe_convention
+from ..figures import format_number, nanmean_or_none
 from ..progress import Progress
 
 HELP = "summarise a bundle: counts, IoU figures, estimator scores, clusters, novelty"
@@ -54,19 +56,12 @@ def summarize(path: Path) -> dict[str, Any]:
         "novelty": m.get("novelty"),
         "notes": m.get("notes", []),
     }
-    est = np.asarray(cols.get("est_iou", []), dtype=float)
-    out["est_iou_mean"] = float(np.nanmean(est)) if np.isfinite(est).any() else None
+    out["est_iou_mean"] = nanmean_or_none(cols.get("est_iou", []))
     if b.kind == "estimate":
         out["reference"] = m.get("reference")
         out["estimator"] = m.get("estimator")
         out["estimate_scores"] = m.get("estimate_scores")
     return out
-
-
-def _fmt(v: Any, pct: bool = False) -> str:
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return f"{100 * v:.2f}" if pct else f"{v:.3f}"
-    return "n/a"
 
 
 def render(s: dict[str, Any]) -> str:
@@ -76,46 +71,52 @@ def render(s: dict[str, Any]) -> str:
              f"patches: {s['n_patches']} in {s['n_images']} image(s), patch {s['patch_size']}"
              f" px, stride {s['stride']}; by split {s['patches_by_split']}",
              f"regions: {s['patches_by_region']}",
-             f"IoU convention for empty patches: {s['iou_convention']}"]
+             f"IoU convention: {describe_convention(s['iou_convention'])}"]
     model = s.get("model") or {}
     lines.append(f"model: {model.get('arch')}/{model.get('encoder')} {model.get('path')}")
     pca = s.get("pca") or {}
     evr = pca.get("explained_variance_ratio") or []
     if evr:
-        lines.append(f"PCA: {pca.get('n_components')} components, pc1 {_fmt(evr[0], True)} %"
-                     f", pc2 {_fmt(evr[1] if len(evr) > 1 else None, True)} % of variance")
+        pc2 = evr[1] if len(evr) > 1 else None
+        lines.append(f"PCA: {pca.get('n_components')} components, pc1 "
+                     f"{format_number(evr[0], percent=True)} %, pc2 "
+                     f"{format_number(pc2, percent=True)} % of variance")
     stats = s.get("stats") or {}
     ov = stats.get("overall") or {}
     if ov.get("overall_iou") is not None or ov.get("mean_patch_iou") is not None:
-        lines.append(f"overall IoU {_fmt(ov.get('overall_iou'), True)}, accuracy "
-                     f"{_fmt(ov.get('accuracy'), True)}, mean patch IoU "
-                     f"{_fmt(ov.get('mean_patch_iou'), True)}")
+        lines.append(f"overall IoU {format_number(ov.get('overall_iou'), percent=True)}, "
+                     f"accuracy {format_number(ov.get('accuracy'), percent=True)}, mean patch "
+                     f"IoU {format_number(ov.get('mean_patch_iou'), percent=True)}")
         for key in ("by_region", "by_split"):
             for name, g in (stats.get(key) or {}).items():
                 lines.append(f"  {key[3:]} {name}: overall IoU "
-                             f"{_fmt(g.get('overall_iou'), True)}, mean patch IoU "
-                             f"{_fmt(g.get('mean_patch_iou'), True)}, accuracy "
-                             f"{_fmt(g.get('accuracy'), True)}, {g.get('patches')} patches")
+                             f"{format_number(g.get('overall_iou'), percent=True)}, mean "
+                             f"patch IoU {format_number(g.get('mean_patch_iou'), percent=True)}"
+                             f", accuracy {format_number(g.get('accuracy'), percent=True)}, "
+                             f"{g.get('patches')} patches")
     for name, e in (s.get("estimators") or {}).items():
-        lines.append(f"estimator {name}: cross-validated MAE {_fmt(e.get('mae'))}, R2 "
-                     f"{_fmt(e.get('r2'))}, Spearman {_fmt(e.get('spearman'))} "
-                     f"({e.get('folds')} folds by {e.get('grouping')})")
+        lines.append(f"estimator {name}: cross-validated MAE {format_number(e.get('mae'))}, "
+                     f"R2 {format_number(e.get('r2'))}, Spearman "
+                     f"{format_number(e.get('spearman'))} ({e.get('folds')} folds by "
+                     f"{e.get('grouping')})")
     for name, e in (s.get("estimate_scores") or {}).items():
-        lines.append(f"estimate vs real IoU, {name}: MAE {_fmt(e.get('mae'))}, R2 "
-                     f"{_fmt(e.get('r2'))}, Spearman {_fmt(e.get('spearman'))}")
+        lines.append(f"estimate vs real IoU, {name}: MAE {format_number(e.get('mae'))}, "
+                     f"R2 {format_number(e.get('r2'))}, Spearman "
+                     f"{format_number(e.get('spearman'))}")
     if s.get("est_iou_mean") is not None:
-        lines.append(f"mean estimated IoU: {_fmt(s['est_iou_mean'])}")
+        lines.append(f"mean estimated IoU: {format_number(s['est_iou_mean'])}")
     cl = s.get("clustering") or {}
     if cl:
         lines.append(f"clusters: {cl.get('method')} k={cl.get('k')} silhouette "
-                     f"{_fmt(cl.get('silhouette'))}")
+                     f"{format_number(cl.get('silhouette'))}")
     nov = s.get("novelty") or {}
     if nov:
         text = f"novelty: k={nov.get('k')} in {nov.get('space_dims')}-D whitened PCA space"
         if nov.get("mean") is not None:
-            text += f", mean percentile {_fmt(nov.get('mean'))}"
+            text += f", mean percentile {format_number(nov.get('mean'))}"
         if nov.get("auroc_vs_reference_val") is not None:
-            text += f", AUROC vs reference val {_fmt(nov.get('auroc_vs_reference_val'))}"
+            auroc = nov.get("auroc_vs_reference_val")
+            text += f", AUROC vs reference val {format_number(auroc)}"
         lines.append(text)
     if s.get("reference"):
         lines.append(f"reference: {s['reference']}")

@@ -27,6 +27,7 @@ from typing import Any
 from ..errors import (
     ConfigurationError,
     EmptyInputError,
+    InputError,
     MissingLabelError,
     UnreadableFileError,
 )
@@ -176,7 +177,7 @@ def discover(path: str | os.PathLike[str], labels: str | os.PathLike[str] | None
     names = [p.name for p in pairs]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
-        raise ConfigurationError(
+        raise InputError(
             f"{root}: image names {dup} appear more than once (e.g. a.tif and a.tiff); "
             f"rename them so that every stem is unique")
     return pairs

@@ -20,7 +20,6 @@ from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from ..engine.records import ImageRecord
 from ..errors import ConfigurationError, EmptyInputError, MissingCRSError, UnreadableFileError
 from ..progress import Progress
 from .datasets import ImagePair
@@ -254,14 +253,6 @@ class ImageSource:
     def has_label(self) -> bool:
         """True when a label was found for the image."""
         return self.label is not None
-
-    def to_record(self) -> ImageRecord:
-        """Describe the image as an `ImageRecord` (no rasters yet)."""
-        return ImageRecord(
-            name=self.name, path=self.path,
-            label=str(self.pair.label) if self.pair.label is not None else None,
-            region=self.region, split=self.split, crs_wkt=self.crs.to_wkt(),
-            transform=tuple(self.transform)[:6], width=self.width, height=self.height)
 
 
 def open_source(pair: ImagePair, *, channels: int = 3, bands: Sequence[int] | None = None,

@@ -23,6 +23,7 @@ from shapely import wkb
 from shapely.geometry import box
 
 from ..errors import (
+    DependencyError,
     GridMismatchError,
     LabelValueError,
     MissingCRSError,
@@ -176,7 +177,13 @@ class VectorLabel:
 
 
 def _read_vector(path: Path, crs: CRS) -> list[Any]:
-    from osgeo import ogr, osr
+    try:
+        from osgeo import ogr, osr
+    except ImportError as exc:  # pragma: no cover - depends on the machine
+        raise DependencyError(
+            f"label {path}: vector labels need GDAL's Python bindings (osgeo), missing here: "
+            "install python3-gdal (Debian) or the GDAL wheel matching your libgdal, or "
+            "rasterise the labels first") from exc
 
     ogr.UseExceptions()
     osr.UseExceptions()

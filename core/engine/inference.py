@@ -24,19 +24,34 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import ConfigurationError, EmptyInputError
+from ..errors import (
+    ConfigurationError,
+    EmptyInputError,
+    InputError,
+    ModelLoadError,
+    NoValidPatchError,
+)
 from ..model.backends import Backend, make_backend
 from ..model.spec import POOLINGS, OnnxModel, is_onnx, load_onnx_model
 from ..progress import NULL_PROGRESS, Progress
-from .metrics import THRESHOLD, check_convention, patch_metrics
+from .metrics import THRESHOLD, patch_metrics
 from .records import METRIC_COLUMNS, ImageRecord, PatchTable
+from .settings import EngineSettings
 from .stitch import StripStitcher, window_bounds
 
 if TYPE_CHECKING:
+    from pyproj import Transformer
+    from rasterio.crs import CRS
+    from shapely.geometry import Polygon
+    from torch import nn
+
+    from ..data.datasets import ImagePair
+    from ..data.imagery import ImageSource, Patch
+    from ..data.windows import PatchWindow
     from ..model.models import LoadedModel
 
 #: GDAL block cache (bytes) set for the process by `analyze_images`.
@@ -48,7 +63,7 @@ class BatchResult:
     """What one forward pass produced for a batch of patches of one image."""
 
     image_index: int                 # index into the run's list of ImageRecords
-    windows: list[Any]
+    windows: list[PatchWindow]
     images: np.ndarray               # (B, C, S, S) float32 in [0, 1]
     labels: np.ndarray | None        # (B, S, S) uint8 0/1
     valid: np.ndarray                # (B, S, S) bool
@@ -59,10 +74,19 @@ class BatchResult:
 
 @dataclass
 class _Image:
-    pair: Any
-    source: Any
-    windows: list[Any]
+    pair: ImagePair
+    source: ImageSource
+    windows: list[PatchWindow]
     record: ImageRecord
+
+
+def image_record(src: ImageSource) -> ImageRecord:
+    """Describe an opened image as an `ImageRecord` (absolute path, no rasters yet)."""
+    return ImageRecord(
+        name=src.name, path=str(Path(src.path).resolve()),
+        label=str(src.pair.label) if src.pair.label is not None else None,
+        region=src.region, split=src.split, crs_wkt=src.crs.to_wkt(),
+        transform=tuple(src.transform)[:6], width=src.width, height=src.height)
 
 
 def check_patch_size(patch_size: int, stride: int | None,
@@ -102,7 +126,8 @@ def thumbnails(images: np.ndarray, labels: np.ndarray | None, prob: np.ndarray |
     return out
 
 
-def _check_bands(pair: Any, model: LoadedModel | OnnxModel, bands: Sequence[int] | None) -> None:
+def _check_bands(pair: ImagePair, model: LoadedModel | OnnxModel,
+                 bands: Sequence[int] | None) -> None:
     """Refuse a model with more channels than the image has bands, saying what to do."""
     import rasterio
 
@@ -120,7 +145,7 @@ def _check_bands(pair: Any, model: LoadedModel | OnnxModel, bands: Sequence[int]
             f"{count}-channel model")
 
 
-def _open_images(pairs: Sequence[Any], model: LoadedModel | OnnxModel, patch_size: int,
+def _open_images(pairs: Sequence[ImagePair], model: LoadedModel | OnnxModel, patch_size: int,
                  stride: int, min_valid: float, bands: Sequence[int] | None,
                  progress: Progress) -> list[_Image]:
     from ..data.imagery import open_source
@@ -131,7 +156,7 @@ def _open_images(pairs: Sequence[Any], model: LoadedModel | OnnxModel, patch_siz
         for pair in pairs:
             name = str(pair.name)
             if name in names:
-                raise ConfigurationError(
+                raise InputError(
                     f"two images are named {name!r}: image names must be unique within a run")
             names.add(name)
             _check_bands(pair, model, bands)
@@ -143,28 +168,26 @@ def _open_images(pairs: Sequence[Any], model: LoadedModel | OnnxModel, patch_siz
                              "image skipped", level="warning")
                 src.close()
                 continue
-            rec = src.to_record()
-            rec.path = str(Path(rec.path).resolve())
-            opened.append(_Image(pair, src, wins, rec))
+            opened.append(_Image(pair, src, wins, image_record(src)))
     except BaseException:
         for im in opened:
             im.source.close()
         raise
     if not opened:
         listed = ", ".join(str(p.image) for p in list(pairs)[:3])
-        raise EmptyInputError(
+        raise NoValidPatchError(
             f"no patch of {listed} has at least {min_valid:.0%} valid pixels (all nodata?): "
             "check the imagery or lower --min-valid")
     return opened
 
 
 def _read_batches(img: _Image, batch_size: int, readers: int,
-                  prefetch: int) -> Iterator[tuple[list[Any], list[Any]]]:
+                  prefetch: int) -> Iterator[tuple[list[PatchWindow], list[Patch]]]:
     """(windows, patches) per batch, read by a thread pool at most `prefetch` batches ahead."""
     wins = img.windows
     with ThreadPoolExecutor(max_workers=max(1, readers),
                             thread_name_prefix="segexplain-read") as pool:
-        pending: deque[Future[Any]] = deque()
+        pending: deque[Future[Patch]] = deque()
         nxt = 0
         limit = batch_size * max(1, prefetch)
         for start in range(0, len(wins), batch_size):
@@ -201,55 +224,48 @@ def iter_batches(images: list[_Image], backend: Backend, *, batch_size: int,
             yield BatchResult(i, wins, x, labels, valid, prob, emb, m)
 
 
-def analyze_images(pairs: list[Any], model: LoadedModel | Any, *, patch_size: int = 256,
-                   stride: int | None = None, iou_convention: str = "zero",
-                   backend: str | Backend = "auto", batch_size: int | None = None,
-                   encoder_only: bool = False, raster_dir: Path | None = None,
-                   thumb_size: int = 64, pooling: str = "avg",
-                   progress: Progress = NULL_PROGRESS, min_valid: float = 0.5,
-                   threads: int | None = None, readers: int | None = None,
-                   bands: Sequence[int] | None = None) -> PatchTable:
+def analyze_images(pairs: Sequence[ImagePair],
+                   model: LoadedModel | OnnxModel | nn.Module | str | Path,
+                   settings: EngineSettings | None = None, *, raster_dir: Path | None = None,
+                   progress: Progress = NULL_PROGRESS,
+                   backend: Backend | None = None) -> PatchTable:
     """Analyse image/label pairs with `model`; see the module doc.
 
     `model` is a `LoadedModel`, an `OnnxModel` (no torch needed), a model folder /
     checkpoint / ``.onnx`` path or an smp module.
-    `backend` is "auto", "torch", "cuda", "cpu", "onnx" (see `backends`) or a back end
-    built by `backends.make_backend` for this model, reused across calls.
+    `settings` (default: `EngineSettings()`) holds the patch grid, scoring and back end.
+    `backend`, when given, is a back end built by `backends.make_backend` for this model
+    and reused across calls (`settings.backend` is then not looked at).
     `raster_dir` receives <image>_pred.tif and, for labelled images, <image>_confusion.tif
     (not in encoder-only mode). Patches are ordered image by image, row by row.
     """
-    check_convention(iou_convention)
-    if pooling not in POOLINGS:
-        raise ConfigurationError(f"pooling {pooling!r} is unknown: expected one of {POOLINGS}")
-    if not 0.0 <= float(min_valid) <= 1.0:
-        raise ConfigurationError(f"min_valid {min_valid}: expected a fraction from 0 to 1")
-    if thumb_size < 1 or thumb_size > patch_size:
+    cfg = settings if settings is not None else EngineSettings()
+    if cfg.pooling not in POOLINGS:
         raise ConfigurationError(
-            f"thumbnail size {thumb_size}: expected 1 to the patch size {patch_size}")
+            f"pooling {cfg.pooling!r} is unknown: expected one of {POOLINGS}")
     if not pairs:
         raise EmptyInputError("no images to analyse: pass at least one image")
     lm = _as_model(model)
     if lm.classes != 1:
-        raise ConfigurationError(
+        raise ModelLoadError(
             f"model has {lm.classes} output classes: expected 1 (binary building mask)")
-    stride = check_patch_size(patch_size, stride, lm)
+    stride = check_patch_size(cfg.patch_size, cfg.stride, lm)
     import rasterio
 
     # GDAL's block cache defaults to 5% of RAM and fills with every block a run reads
     # (the validity scan of a 20000 px image alone) and writes; cap it for the process.
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
-        images = _open_images(pairs, lm, patch_size, stride, min_valid, bands, progress)
+        images = _open_images(pairs, lm, cfg.patch_size, stride, cfg.min_valid, cfg.bands,
+                              progress)
     try:
-        return _analyze(images, lm, patch_size=patch_size, iou_convention=iou_convention,
-                        backend=backend, batch_size=batch_size, encoder_only=encoder_only,
-                        raster_dir=raster_dir, thumb_size=thumb_size, pooling=pooling,
-                        progress=progress, threads=threads, readers=readers)
+        return _analyze(images, lm, cfg, backend, raster_dir, progress)
     finally:
         for im in images:
             im.source.close()
 
 
-def _as_model(model: Any) -> Any:
+def _as_model(model: LoadedModel | OnnxModel | nn.Module | str | Path
+              ) -> LoadedModel | OnnxModel:
     """An `OnnxModel` as it is (or opened from an .onnx path), else a `LoadedModel`."""
     if isinstance(model, OnnxModel):
         return model
@@ -260,24 +276,26 @@ def _as_model(model: Any) -> Any:
     return as_loaded(model)
 
 
-def _analyze(images: list[_Image], lm: Any, *, patch_size: int, iou_convention: str,
-             backend: str | Backend, batch_size: int | None, encoder_only: bool,
-             raster_dir: Path | None, thumb_size: int, pooling: str, progress: Progress,
-             threads: int | None, readers: int | None) -> PatchTable:
-    if isinstance(backend, str):
-        be = make_backend(lm, backend, patch_size=patch_size, pooling=pooling,
-                          encoder_only=encoder_only, threads=threads, progress=progress)
+def _analyze(images: list[_Image], lm: LoadedModel | OnnxModel, cfg: EngineSettings,
+             backend: Backend | None, raster_dir: Path | None,
+             progress: Progress) -> PatchTable:
+    patch_size, thumb_size = cfg.patch_size, cfg.thumb_size
+    if backend is None:
+        be = make_backend(lm, cfg.backend, patch_size=patch_size, pooling=cfg.pooling,
+                          encoder_only=cfg.encoder_only, threads=cfg.threads,
+                          progress=progress)
     else:  # a back end built once by the caller and reused across runs
         be = backend
-        if be.encoder_only != encoder_only:
+        if be.encoder_only != cfg.encoder_only:
             raise ConfigurationError(
                 f"the given back end is {'encoder-only' if be.encoder_only else 'full'} but "
-                f"encoder_only={encoder_only} was asked; build it with the same setting")
-    bs = int(batch_size or be.suggest_batch_size(lm.in_channels, patch_size))
+                f"encoder_only={cfg.encoder_only} was asked; build it with the same setting")
+    bs = int(cfg.batch_size or be.suggest_batch_size(lm.in_channels, patch_size))
+    readers = cfg.readers
     if readers is None:  # a GPU eats patches faster than two threads decode them
         readers = min(8, os.cpu_count() or 2) if be.device.type == "cuda" else 2
     if bs < 1:
-        raise ConfigurationError(f"batch size {batch_size}: expected at least 1")
+        raise ConfigurationError(f"batch size {cfg.batch_size}: expected at least 1")
 
     from ..data.windows import window_footprint
 
@@ -285,16 +303,16 @@ def _analyze(images: list[_Image], lm: Any, *, patch_size: int, iou_convention: 
     progress.stage("infer", total)
     stitchers: dict[int, StripStitcher] = {}
     cols: dict[str, list[np.ndarray]] = {k: [] for k in METRIC_COLUMNS}
-    loc: dict[str, list[Any]] = {k: [] for k in ("image", "region", "split", "row_off",
+    loc: dict[str, list[str | int]] = {k: [] for k in ("image", "region", "split", "row_off",
                                                  "col_off", "height", "width")}
     embs: list[np.ndarray] = []
     thumbs: dict[str, list[np.ndarray]] = {}
-    footprints: list[Any] = []
+    footprints: list[Polygon] = []
     crs0 = images[0].source.crs
-    reprojectors: dict[int, Any] = {}
+    reprojectors: dict[int, Transformer] = {}
     try:
-        for res in iter_batches(images, be, batch_size=bs, iou_convention=iou_convention,
-                                encoder_only=encoder_only, readers=readers):
+        for res in iter_batches(images, be, batch_size=bs, iou_convention=cfg.iou_convention,
+                                encoder_only=cfg.encoder_only, readers=readers):
             img = images[res.image_index]
             if raster_dir is not None and res.prob is not None:
                 st = stitchers.get(res.image_index)
@@ -344,7 +362,7 @@ def _analyze(images: list[_Image], lm: Any, *, patch_size: int, iou_convention: 
     return PatchTable(
         columns=columns, embeddings=np.concatenate(embs).astype(np.float32, copy=False),
         footprints=footprints, crs_wkt=images[0].record.crs_wkt,
-        images=[im.record for im in images], iou_convention=iou_convention,
+        images=[im.record for im in images], iou_convention=cfg.iou_convention,
         thumbnails=thumb_arrays)
 
 
@@ -376,7 +394,8 @@ def _finish(rec: ImageRecord, st: StripStitcher) -> None:
         rec.counts = dict(counts)
 
 
-def _reproject(geom: Any, img: _Image, crs0: Any, cache: dict[int, Any], idx: int) -> Any:
+def _reproject(geom: Polygon, img: _Image, crs0: CRS | None, cache: dict[int, Transformer],
+               idx: int) -> Polygon:
     """Footprint in the run's CRS (the first image's); identity when they agree."""
     crs = img.source.crs
     if crs0 is None or crs is None or crs == crs0:

@@ -71,13 +71,6 @@ def iou_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray,
         return np.where(union > 0, tp / np.where(union > 0, union, 1.0), empty_value)
 
 
-def overall_iou(tp: int | np.ndarray, fp: int | np.ndarray, fn: int | np.ndarray) -> float:
-    """Total intersection over total union (the data-set figure, no 0/0 convention needed)."""
-    tp_s, fp_s, fn_s = (float(np.sum(x)) for x in (tp, fp, fn))
-    union = tp_s + fp_s + fn_s
-    return tp_s / union if union > 0 else float("nan")
-
-
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     num = np.asarray(num, dtype=np.float64)
     den = np.asarray(den, dtype=np.float64)

@@ -2,6 +2,8 @@
 
 A `PatchTable` is columnar (one numpy array per attribute, one row per patch) so that
 70,000 patches cost a few arrays, not 70,000 objects.
+
+numpy and the standard library only: the QGIS plugin imports the IoU conventions from here.
 """
 
 from __future__ import annotations
@@ -11,8 +13,16 @@ from typing import Any
 
 import numpy as np
 
-#: IoU conventions for patches where label and prediction are both empty.
-IOU_CONVENTIONS = ("zero", "one", "exclude")
+#: IoU conventions for patches where label and prediction are both empty (IoU = 0/0),
+#: and what each means, in the words every front end shows.
+IOU_CONVENTION_TEXT = {
+    "zero": "both-empty patches count as IoU 0, a failure, as in the source paper",
+    "one": "both-empty patches count as IoU 1, correct",
+    "exclude": "both-empty patches have no IoU and are left out of IoU figures",
+}
+IOU_CONVENTIONS = tuple(IOU_CONVENTION_TEXT)
+#: The question an IoU convention answers (a label for the choice).
+IOU_CONVENTION_QUESTION = "IoU when label and prediction are both empty"
 
 #: Per-patch numeric columns the engine fills (NaN where undefined or unlabelled).
 METRIC_COLUMNS = (
@@ -24,6 +34,12 @@ LOCATION_COLUMNS = ("patch_id", "image", "region", "split", "row_off", "col_off"
                     "height", "width")
 #: Uncertainty features (available only when the decoder ran).
 UNCERTAINTY_COLUMNS = ("entropy", "confidence", "uncertain_frac")
+
+
+def describe_convention(convention: str) -> str:
+    """`convention` and what it means, e.g. "zero (both-empty patches count as IoU 0, ...)"."""
+    text = IOU_CONVENTION_TEXT.get(convention)
+    return f"{convention} ({text})" if text else str(convention)
 
 
 @dataclass

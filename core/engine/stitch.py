@@ -22,18 +22,24 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .metrics import THRESHOLD
 
+if TYPE_CHECKING:
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from ..data.windows import PatchWindow
+
 NODATA = 255
 TN, TP, FP, FN = 0, 1, 2, 3
 
 
-def window_bounds(win: Any) -> tuple[int, int, int, int]:
-    """(row_off, col_off, height, width) of a rasterio-like window, as ints."""
+def window_bounds(win: PatchWindow) -> tuple[int, int, int, int]:
+    """(row_off, col_off, height, width) of a patch window in pixels, as ints."""
     return (int(win.row_off), int(win.col_off), int(win.height), int(win.width))
 
 
@@ -46,7 +52,7 @@ def confusion_codes(pred: np.ndarray, label: np.ndarray, valid: np.ndarray) -> n
     return codes
 
 
-def _profile(crs: Any, transform: Any, width: int, height: int) -> dict[str, Any]:
+def _profile(crs: CRS, transform: Affine, width: int, height: int) -> dict[str, Any]:
     block = 256
     tiled = width >= block and height >= block
     prof: dict[str, Any] = {
@@ -67,7 +73,7 @@ class StripStitcher:
     are removed.
     """
 
-    def __init__(self, *, width: int, height: int, crs: Any, transform: Any,
+    def __init__(self, *, width: int, height: int, crs: CRS, transform: Affine,
                  patch_size: int, pred_path: Path, confusion_path: Path | None) -> None:
         import rasterio  # I/O at the edge
 
@@ -91,7 +97,7 @@ class StripStitcher:
         self._closed = False
 
     # -- accumulate -------------------------------------------------------------------
-    def add(self, win: Any, prob: np.ndarray, valid: np.ndarray,
+    def add(self, win: PatchWindow, prob: np.ndarray, valid: np.ndarray,
             label: np.ndarray | None) -> None:
         """Add one patch: `prob` (S, S) float, `valid` (S, S) bool, `label` (S, S) 0/1."""
         r0, c0, h, w = window_bounds(win)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ConfigurationError, DependencyError
+from ..errors import ConfigurationError, DependencyError, DeviceError
 from ..progress import NULL_PROGRESS, Progress
 from .spec import FULL_WORKER, OnnxModel, onnx_metadata, require_onnxruntime
 
@@ -92,7 +92,7 @@ def resolve_backend(backend: str) -> str:
     if backend == "torch":
         return "cuda" if cuda else "cpu"
     if backend == "cuda" and not cuda:
-        raise ConfigurationError(
+        raise DeviceError(
             "backend 'cuda' was requested but torch sees no CUDA device; use --backend auto")
     if backend == "onnx" and not onnx_available():
         raise ConfigurationError(

@@ -236,7 +236,7 @@ def as_loaded(model: LoadedModel | nn.Module | str | Path) -> LoadedModel:
             model, type(model).__name__.lower(), str(cfg.get("encoder_name", "unknown")),
             int(cfg.get("in_channels", _first_conv_channels(model))),
             int(cfg.get("classes", 1)), None, state_dict_sha256(model), cfg)
-    raise ConfigurationError(
+    raise ModelLoadError(
         f"model of type {type(model).__name__} is not usable: expected a model folder, a "
         "checkpoint path or a segmentation-models-pytorch model")
 
@@ -251,7 +251,7 @@ def _first_conv_channels(module: nn.Module) -> int:
 def _part(model: nn.Module, name: str) -> nn.Module:
     part = getattr(model, name, None)
     if not isinstance(part, nn.Module):
-        raise ConfigurationError(
+        raise ModelLoadError(
             f"model {type(model).__name__} has no {name} module: expected a "
             "segmentation-models-pytorch model (encoder, decoder, segmentation_head)")
     return part

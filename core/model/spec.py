@@ -8,8 +8,8 @@ normalisation the engine applies, and the sha256 of the weights it was exported 
 `load_onnx_model` reads them with onnxruntime alone, so a field laptop without torch
 runs `analyze` / `estimate` from the file; the weights' sha256 lets an estimate made
 from the ONNX file use a reference bundle made from the model folder, and back.
-`load_any` opens a path with the lightest loader: an ``.onnx`` file here, anything else
-with `models.load_model` (torch).
+`loading.load_any` opens a path with the lightest loader (an ``.onnx`` file here,
+anything else with `models.load_model`, which needs torch).
 """
 
 from __future__ import annotations
@@ -201,13 +201,3 @@ def require_torch(what: str) -> None:
             + (" (a field worker: estimate only, from an ONNX model)" if field else "")
             + ": pass the model's ONNX export (`segexplain export-onnx MODEL OUT.onnx` "
             f"where torch is installed) as --model, or {FULL_WORKER}")
-
-
-def load_any(path: str | Path, **checkpoint_args: Any) -> Any:
-    """An `OnnxModel` for an ``.onnx`` file, else `models.load_model` (needs torch)."""
-    if is_onnx(path):
-        return load_onnx_model(path)
-    require_torch(f"the model {path}")
-    from .models import load_model
-
-    return load_model(path, **checkpoint_args)

@@ -40,8 +40,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional alias
 
 from ..data.windows import PatchWindow
-from ..engine.metrics import overall_iou
 from ..errors import CancelledError, ConfigurationError, EmptyInputError
+from ..figures import overall_iou
 from ..progress import NULL_PROGRESS, Progress
 from .backends import default_threads
 from .models import LoadedModel, as_loaded, build_model

@@ -28,7 +28,13 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from ..errors import ClusterError, ConfigurationError, SegexplainError
+from ..errors import (
+    ClusterError,
+    ConfigurationError,
+    DependencyError,
+    DeviceError,
+    SegexplainError,
+)
 
 #: A call: positional and keyword arguments.
 Call = tuple[tuple[Any, ...], dict[str, Any]]
@@ -57,7 +63,8 @@ def cuda_devices() -> list[str]:
 def gpu_worker_options(n: int, devices: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Options of `n` local GPU workers: one device each (round-robin), resource GPU=1."""
     if not devices:
-        raise ConfigurationError("no CUDA device visible: GPU workers need at least one")
+        raise DeviceError("no CUDA device visible: GPU workers need at least one; run CPU "
+                          "workers or use a machine with a GPU")
     return {f"gpu-{i}": {"nthreads": 1, "resources": {"GPU": 1},
                          "env": {"CUDA_VISIBLE_DEVICES": str(devices[i % len(devices)])}}
             for i in range(n)}
@@ -119,6 +126,13 @@ class DaskExecutor:
         if scheduler is not None and "://" not in scheduler:
             raise ConfigurationError(f"--scheduler {scheduler}: expected an address like "
                                      "tcp://HOST:8786 (as `dask scheduler` prints it)")
+        try:
+            import distributed  # noqa: F401 - every method below needs it
+        except ImportError as exc:
+            raise DependencyError(
+                f"--workers / --scheduler need Dask's distributed package, which this Python "
+                f"lacks ({exc}): pip install dask distributed (pins in requirements.txt)"
+            ) from exc
         self.workers = workers
         self.scheduler = scheduler
         self.retries = retries

@@ -7,18 +7,28 @@ executor and a work folder, `tiles.run_tiles`) when one of the options is given,
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING
 
+from ..engine.records import PatchTable
+from ..engine.settings import EngineSettings
 from ..errors import ConfigurationError
+from ..progress import Progress
 from .executors import DaskExecutor, InProcessExecutor, make_executor
 from .tiles import publish_rasters, remember_model, run_tiles
 
+if TYPE_CHECKING:
+    from ..data.datasets import ImagePair
+    from ..model.models import LoadedModel
+    from ..model.spec import OnnxModel
 
-def add_arguments(parser: Any) -> None:
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add --workers, --scheduler and --resume to a command's argparse parser."""
     g = parser.add_argument_group("scale out (default: one process, no work folder)")
     g.add_argument("--workers", type=int, default=None, metavar="N",
@@ -29,7 +39,7 @@ def add_arguments(parser: Any) -> None:
                    help="keep finished tiles of an interrupted run (NAME.segx.work/)")
 
 
-def work_dir_for(out: str | os.PathLike[str]) -> Any:
+def work_dir_for(out: str | os.PathLike[str]) -> Path:
     """Name the work folder of bundle `out`: NAME.segx.work/ next to it."""
     p = Path(out)
     return p.with_name(f"{p.name}.work")
@@ -38,22 +48,22 @@ def work_dir_for(out: str | os.PathLike[str]) -> Any:
 class TiledRun:
     """A run whose engine pass goes tile by tile through an executor and a work folder."""
 
-    def __init__(self, out: Any, executor: InProcessExecutor | DaskExecutor, resume: bool,
-                 progress: Any) -> None:
+    def __init__(self, out: str | os.PathLike[str], executor: InProcessExecutor | DaskExecutor,
+                 resume: bool, progress: Progress) -> None:
         self.work_dir = work_dir_for(out)
         self.executor = executor
         self.resume = resume
         self.progress = progress
 
-    def analyze(self, pairs: Sequence[Any], model: Any, engine_kwargs: dict[str, Any],
-                raster_dir: Any) -> Any:
+    def analyze(self, pairs: Sequence[ImagePair], model: LoadedModel | OnnxModel,
+                settings: EngineSettings, raster_dir: Path) -> PatchTable:
         """`engine.analyze_images` over tiles; the rasters end up in `raster_dir`."""
         if model.path is None:
             raise ConfigurationError("a tiled run needs a model saved on disk (a folder or "
                                      "checkpoint path every worker can read)")
         remember_model(model)
         try:
-            table = run_tiles(pairs, model.path, engine_kwargs, executor=self.executor,
+            table = run_tiles(pairs, model.path, settings, executor=self.executor,
                               work_dir=self.work_dir, resume=self.resume,
                               progress=self.progress, model_sha256=model.sha256)
         finally:
@@ -69,7 +79,7 @@ class scaled_run:  # noqa: N801 - used like a function: `with scaled_run(args, p
     run leaves it too), so the same command with --resume continues.
     """
 
-    def __init__(self, args: Any, progress: Any) -> None:
+    def __init__(self, args: argparse.Namespace, progress: Progress) -> None:
         self.args = args
         self.progress = progress
         self.run: TiledRun | None = None
@@ -91,7 +101,8 @@ class scaled_run:  # noqa: N801 - used like a function: `with scaled_run(args, p
         self.run = TiledRun(a.out, executor, resume, self.progress)
         return self.run
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if self.run is None:
             return
         self.run.executor.close()

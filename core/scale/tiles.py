@@ -19,8 +19,8 @@ Work directory (`NAME.segx.work/` next to the bundle)::
 Tile files hold plain arrays only (read with `allow_pickle=False`): columns (strings as
 unicode arrays), embeddings, thumbnails, footprints as concatenated WKB bytes (uint8)
 with offsets, and a JSON document (crs, IoU convention, ImageRecord, resume key). A tile
-whose resume key (image file, label, model sha256, engine settings) matches is not
-computed again by a resumed run.
+whose resume key (image file, label, model sha256, the engine settings that shape a
+result: `EngineSettings.result_key`) matches is not computed again by a resumed run.
 """
 
 from __future__ import annotations
@@ -31,39 +31,50 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..engine.records import ImageRecord, PatchTable
-from ..errors import BundleError, ConfigurationError, EmptyInputError
+from ..engine.settings import EngineSettings
+from ..errors import (
+    BundleError,
+    ConfigurationError,
+    EmptyInputError,
+    InputError,
+    NoValidPatchError,
+)
 from ..progress import NULL_PROGRESS, Progress
+
+if TYPE_CHECKING:
+    from ..data.datasets import ImagePair
+    from ..model.models import LoadedModel
+    from ..model.spec import OnnxModel
+    from .executors import DaskExecutor, InProcessExecutor
 
 #: Version of the tile file layout; a resumed run recomputes tiles of another version.
 TILE_FORMAT = 1
-#: Engine keyword arguments a tile run may set (raster_dir and progress are run_tile's).
-ENGINE_KEYS = ("patch_size", "stride", "iou_convention", "backend", "batch_size",
-               "encoder_only", "thumb_size", "pooling", "min_valid", "threads", "readers",
-               "bands")
-#: Settings that do not change a tile's result (left out of the resume key).
-_KEY_EXEMPT = ("threads", "readers", "batch_size")
 
-_MODELS: dict[tuple[Any, ...], Any] = {}
+#: A model file's state: (name, size, mtime) of each of its files.
+FileState = tuple[tuple[str, int, int], ...]
+
+_MODELS: dict[tuple[str, FileState], LoadedModel | OnnxModel] = {}
 
 
 # -- model cache ---------------------------------------------------------------------
 
-def _file_state(path: Path) -> tuple[Any, ...]:
+def _file_state(path: Path) -> FileState:
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files
                  if "onnx-cache" not in p.parts)
 
 
-def cached_model(model_path: str | Path) -> Any:
+def cached_model(model_path: str | Path) -> LoadedModel | OnnxModel:
     """Load the model at `model_path` once per process (cached by path and file state)."""
-    from ..model.spec import load_any  # an ONNX file needs no torch
+    from ..model.loading import load_any  # an ONNX file needs no torch
 
     p = Path(model_path).resolve()
     key = (str(p), _file_state(p))
@@ -75,9 +86,9 @@ def cached_model(model_path: str | Path) -> Any:
 
 # -- tile files ----------------------------------------------------------------------
 
-def tile_key(pair: Any, model_sha256: str, engine_kwargs: Mapping[str, Any]) -> str:
+def tile_key(pair: ImagePair, model_sha256: str, settings: EngineSettings) -> str:
     """Resume key of one tile: image and label files, model and result-shaping settings."""
-    def state(p: Any) -> list[Any] | None:
+    def state(p: Path | None) -> list[Any] | None:
         if p is None:
             return None
         q = Path(p).resolve()
@@ -87,7 +98,7 @@ def tile_key(pair: Any, model_sha256: str, engine_kwargs: Mapping[str, Any]) -> 
     doc = {"format": TILE_FORMAT, "image": state(pair.image), "label": state(pair.label),
            "region": pair.region, "split": pair.split, "name": pair.name,
            "model": model_sha256,
-           "engine": {k: v for k, v in sorted(engine_kwargs.items()) if k not in _KEY_EXEMPT}}
+           "engine": settings.result_key()}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -185,7 +196,7 @@ def tile_done(path: Path, key: str) -> bool:
 
 # -- one tile ------------------------------------------------------------------------
 
-def run_tile(pair: Any, model_path: str | Path, engine_kwargs: Mapping[str, Any],
+def run_tile(pair: ImagePair, model_path: str | Path, settings: EngineSettings,
              work_dir: str | Path, *, resume_key: str | None = None,
              model_sha256: str | None = None) -> dict[str, Any]:
     """Analyse one image and persist its table; returns a small summary (path, counts).
@@ -197,26 +208,21 @@ def run_tile(pair: Any, model_path: str | Path, engine_kwargs: Mapping[str, Any]
     from ..engine.inference import analyze_images
 
     start = time.perf_counter()
-    unknown = set(engine_kwargs) - set(ENGINE_KEYS)
-    if unknown:
-        raise ConfigurationError(f"engine settings {sorted(unknown)}: expected some of "
-                                 f"{', '.join(ENGINE_KEYS)}")
     model = cached_model(model_path)
     if model_sha256 and model.sha256 and model.sha256 != model_sha256:
         raise ConfigurationError(
             f"model {model_path} on this worker has sha256 {model.sha256[:12]}, the run "
             f"expects {model_sha256[:12]}: give every worker the same model file")
     work = Path(work_dir)
-    kw = dict(engine_kwargs)
-    if kw.get("threads") is None and os.environ.get("SEGEXPLAIN_THREADS"):
-        kw["threads"] = int(os.environ["SEGEXPLAIN_THREADS"])
+    run_settings = settings
+    if settings.threads is None and os.environ.get("SEGEXPLAIN_THREADS"):
+        run_settings = replace(settings, threads=int(os.environ["SEGEXPLAIN_THREADS"]))
     tmp = work / "tmp" / f"{pair.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         try:
-            table: PatchTable | None = analyze_images([pair], model, raster_dir=tmp, **kw)
-        except EmptyInputError as exc:
-            if "valid pixels" not in str(exc):
-                raise
+            table: PatchTable | None = analyze_images([pair], model, run_settings,
+                                                      raster_dir=tmp)
+        except NoValidPatchError:
             table = None  # no valid patch in this image: the engine skips it too
         rasters = work / "rasters"
         rasters.mkdir(parents=True, exist_ok=True)
@@ -228,7 +234,7 @@ def run_tile(pair: Any, model_path: str | Path, engine_kwargs: Mapping[str, Any]
                     os.replace(src, dst)
                     setattr(im, f, str(dst))
         path = tile_path(work, pair.name)
-        save_tile(path, table, resume_key or tile_key(pair, model.sha256, engine_kwargs))
+        save_tile(path, table, resume_key or tile_key(pair, model.sha256, settings))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"name": str(pair.name), "path": str(path),
@@ -266,9 +272,9 @@ def _harmonise(tables: list[PatchTable], thumb_size: int) -> list[PatchTable]:
     return tables
 
 
-def run_tiles(pairs: Sequence[Any], model_path: str | Path, engine_kwargs: Mapping[str, Any],
-              *, executor: Any = None, work_dir: str | Path, resume: bool = False,
-              progress: Progress = NULL_PROGRESS,
+def run_tiles(pairs: Sequence[ImagePair], model_path: str | Path, settings: EngineSettings,
+              *, executor: InProcessExecutor | DaskExecutor | None = None,
+              work_dir: str | Path, resume: bool = False, progress: Progress = NULL_PROGRESS,
               model_sha256: str | None = None) -> PatchTable:
     """Analyse `pairs` tile by tile on `executor`; the table `analyze_images` would give.
 
@@ -283,17 +289,17 @@ def run_tiles(pairs: Sequence[Any], model_path: str | Path, engine_kwargs: Mappi
     names = [str(p.name) for p in pairs]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise ConfigurationError(
+        raise InputError(
             f"two images are named {dup[0]!r}: image names must be unique within a run")
     work = Path(work_dir)
     (work / "tiles").mkdir(parents=True, exist_ok=True)
     if model_sha256 is None:
         model_sha256 = cached_model(model_path).sha256
-    kwargs = dict(engine_kwargs)
     executor = executor or InProcessExecutor()
-    if kwargs.get("threads") is None and executor.threads:
-        kwargs["threads"] = executor.threads
-    keys = [tile_key(p, model_sha256, engine_kwargs) for p in pairs]
+    run_settings = settings
+    if settings.threads is None and executor.threads:
+        run_settings = replace(settings, threads=executor.threads)
+    keys = [tile_key(p, model_sha256, settings) for p in pairs]
     paths = [tile_path(work, n) for n in names]
     todo = [i for i in range(len(pairs)) if not (resume and tile_done(paths[i], keys[i]))]
     skipped = len(pairs) - len(todo)
@@ -303,7 +309,7 @@ def run_tiles(pairs: Sequence[Any], model_path: str | Path, engine_kwargs: Mappi
     if skipped:
         progress.advance(skipped)
     computed = 0
-    calls = [((pairs[i], str(model_path), kwargs, str(work)),
+    calls = [((pairs[i], str(model_path), run_settings, str(work)),
               {"resume_key": keys[i], "model_sha256": model_sha256}) for i in todo]
     for j, result in executor.map_unordered(run_tile, calls, names=[names[i] for i in todo]):
         computed += 1
@@ -315,10 +321,10 @@ def run_tiles(pairs: Sequence[Any], model_path: str | Path, engine_kwargs: Mappi
     tables = [t for t in (load_tile(p) for p in paths) if t is not None]
     if not tables:
         listed = ", ".join(str(p.image) for p in list(pairs)[:3])
-        raise EmptyInputError(
+        raise NoValidPatchError(
             f"no patch of {listed} has enough valid pixels (all nodata?): check the imagery "
             "or lower --min-valid")
-    out = PatchTable.concat(_harmonise(tables, int(kwargs.get("thumb_size", 64))))
+    out = PatchTable.concat(_harmonise(tables, settings.thumb_size))
     out.embeddings = out.embeddings.astype(np.float32, copy=False)
     return out
 
@@ -342,8 +348,8 @@ def publish_rasters(table: PatchTable, raster_dir: str | Path) -> None:
             setattr(im, f, str(dst))
 
 
-def remember_model(model: Any) -> None:
-    """Seed this process's model cache with an already loaded `LoadedModel`."""
+def remember_model(model: LoadedModel | OnnxModel) -> None:
+    """Seed this process's model cache with an already loaded model."""
     if model.path is not None:
         p = Path(model.path).resolve()
         _MODELS.clear()

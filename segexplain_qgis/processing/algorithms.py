@@ -33,11 +33,12 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
+from ...core.engine.records import IOU_CONVENTION_QUESTION, IOU_CONVENTIONS
 from ...core.errors import CancelledError, SegexplainError
 from .. import inputs, settings
 from ..worker import StageProgress, WorkerRun
 
-IOU = ["zero", "one", "exclude"]
+IOU = list(IOU_CONVENTIONS)
 BACKENDS = ["auto", "torch", "onnx"]
 FORMATS = ["gpkg", "geojson"]
 FOLDER = QgsProcessingParameterFile.Behavior.Folder
@@ -202,7 +203,7 @@ class AnalyzeAlgorithm(CoreAlgorithm):
             "STRIDE", "Stride (px, 0 = patch size)", QgsProcessingParameterNumber.Type.Integer,
             0, minValue=0, maxValue=4096))
         self.addParameter(QgsProcessingParameterEnum(
-            "IOU_CONVENTION", "IoU when label and prediction are both empty", IOU,
+            "IOU_CONVENTION", IOU_CONVENTION_QUESTION, IOU,
             defaultValue=0))
         self.addParameter(QgsProcessingParameterEnum("BACKEND", "Back end", BACKENDS,
                                                      defaultValue=0))

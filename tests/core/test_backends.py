@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from segexplain.core.cli import main
-from segexplain.core.errors import ConfigurationError
+from segexplain.core.errors import ConfigurationError, DeviceError
 from segexplain.core.model.backends import (
     OnnxBackend,
     TorchBackend,
@@ -96,7 +96,7 @@ def test_unknown_backend():
     with pytest.raises(ConfigurationError, match="backend 'tpu'"):
         resolve_backend("tpu")
     if not torch.cuda.is_available():
-        with pytest.raises(ConfigurationError, match="no CUDA"):
+        with pytest.raises(DeviceError, match="no CUDA"):
             resolve_backend("cuda")
         assert resolve_backend("auto") == "onnx"
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from segexplain.core.analytics.fit import analyze_table
 from segexplain.core.bundle.manifest import write_analysis
-from segexplain.core.bundle.reader import Bundle, read_manifest
+from segexplain.core.bundle.reader import Bundle, primary_key, read_manifest, read_table
 from segexplain.core.bundle.writer import BundleWriter, est_iou_raster, write_float_raster
 from segexplain.core.errors import BundleError, ConfigurationError, IncompleteBundleError
 from segexplain.core.sample.synthetic import synthetic_table
@@ -75,6 +75,23 @@ def test_geometries_and_metadata_in_gpkg(bundle, analysis):
     con.close()
     assert json.loads(rows["iou_convention"]) == "zero"
     assert "mlp2d" in json.loads(rows["estimators"])
+
+
+def test_gpkg_reads_through_one_reader(bundle, tmp_path):
+    gpkg = bundle / "patches.gpkg"
+    pk = primary_key(bundle)  # the bundle, its GeoPackage or a .gpkg path all work
+    assert pk == primary_key(gpkg) == "fid"
+    cols = read_table(gpkg, "patches", [pk, "patch_id"])
+    assert cols["patch_id"].tolist() == list(range(72))
+    assert len(set(cols[pk].tolist())) == 72 and cols[pk].dtype == np.int64
+    with pytest.raises(BundleError, match="no column"):
+        read_table(bundle, "patches", ["patch_id", "nope"])
+    some = read_table(bundle, "patches", ["patch_id", "nope", "iou"], missing_ok=True)
+    assert list(some) == ["patch_id", "iou"]
+    junk = tmp_path / "junk.gpkg"
+    junk.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(BundleError, match="not a readable GeoPackage"):
+        read_table(junk, "patches")
 
 
 def test_files_hashed_no_pickle(bundle):

@@ -27,19 +27,36 @@ def test_kmeans_sweep_finds_k():
     assert cl.summary()["k"] == 4
 
 
-def test_dbscan_wins_on_non_convex_shapes():
-    rng = np.random.default_rng(1)
-    t = rng.uniform(0, np.pi, 300)
-    moon1 = np.column_stack([np.cos(t), np.sin(t)])
-    moon2 = np.column_stack([1 - np.cos(t), 0.5 - np.sin(t)])
-    # two dense rings far apart: DBSCAN separates them exactly; compare silhouettes
-    x = np.concatenate([moon1, moon2 + [6, 0]]) + rng.normal(0, 0.03, (600, 2))
-    cl = LatentClustering(k_max=6, dbscan_min_samples=5).fit(x)
-    assert cl.dbscan_["clusters"] >= 2 and cl.dbscan_["eps"] > 0
-    assert np.isfinite(cl.silhouette_)
-    assert cl.method_ in ("kmeans", "dbscan")
-    if cl.method_ == "dbscan":
-        assert cl.dbscan_["silhouette"] > max(v for v in cl.sweep_.values() if np.isfinite(v))
+def _arc_and_two_blobs(seed, convex=False):
+    """A long arc (1000 points; a disc of the same weight with `convex`) and two small tight
+    blobs far from it and from each other. KMeans cannot keep the arc whole and the blobs
+    apart at once: with 2 centres it merges the blobs, with more it cuts the arc first
+    (cutting it lowers the squared error more than parting the blobs)."""
+    rng = np.random.default_rng(seed)
+    if convex:
+        big = rng.normal(0.0, 3.0, (1000, 2))
+    else:
+        t = np.linspace(0.0, 1.5 * np.pi, 1000)
+        big = 10.0 * np.column_stack([np.cos(t), np.sin(t)]) + rng.normal(0, 0.05, (1000, 2))
+    blobs = [rng.normal(0.0, 0.3, (100, 2)) + centre for centre in ([50, -15], [50, 15])]
+    return np.concatenate([big, *blobs]), np.repeat([0, 1, 2], [1000, 100, 100])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_dbscan_wins_on_non_convex_shapes(seed):
+    x, truth = _arc_and_two_blobs(seed)
+    cl = LatentClustering(k_max=6, dbscan_min_samples=10).fit(x)
+    assert cl.method_ == "dbscan" and cl.k_ == 3
+    assert cl.silhouette_ > max(v for v in cl.sweep_.values() if np.isfinite(v))
+    kept = cl.labels_ >= 0
+    assert cl.dbscan_["noise_frac"] < 0.03
+    assert _same_partition(cl.labels_[kept], truth[kept]) > 0.98
+    assert len(set(cl.labels_[:1000][kept[:1000]].tolist())) == 1  # the arc stays whole
+    # the same layout with a convex shape in place of the arc: KMeans finds it and keeps it
+    x, truth = _arc_and_two_blobs(seed, convex=True)
+    cl = LatentClustering(k_max=6, dbscan_min_samples=10).fit(x)
+    assert cl.method_ == "kmeans" and cl.k_ == 3
+    assert _same_partition(cl.labels_, truth) > 0.99
 
 
 def test_dbscan_subsample_assigns_rest():

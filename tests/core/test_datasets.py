@@ -6,6 +6,7 @@ from segexplain.core.data.datasets import ImagePair, discover, region_and_tile
 from segexplain.core.errors import (
     ConfigurationError,
     EmptyInputError,
+    InputError,
     MissingLabelError,
     UnreadableFileError,
 )
@@ -160,5 +161,5 @@ def test_missing_and_empty_inputs(tmp_path):
 def test_duplicate_stems_are_rejected(tmp_path):
     write_tif(tmp_path / "a.tif", IMG)
     write_tif(tmp_path / "a.tiff", IMG)
-    with pytest.raises(ConfigurationError, match=r"image names \['a'\] appear more than once"):
+    with pytest.raises(InputError, match=r"image names \['a'\] appear more than once"):
         discover(tmp_path, require_labels=False)

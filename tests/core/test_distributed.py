@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,8 @@ import pytest
 import rasterio
 from segexplain.core.bundle.reader import Bundle, read_table
 from segexplain.core.engine.records import ImageRecord, PatchTable
-from segexplain.core.errors import ClusterError, ConfigurationError
+from segexplain.core.engine.settings import EngineSettings
+from segexplain.core.errors import ClusterError, ConfigurationError, DeviceError
 from segexplain.core.progress import Progress
 from segexplain.core.scale.executors import (
     DaskExecutor,
@@ -39,7 +41,7 @@ from segexplain.core.scale.tiles import (
 from shapely.geometry import box
 
 PATCH = 64
-ENGINE = {"patch_size": PATCH, "iou_convention": "zero", "backend": "auto"}
+ENGINE = EngineSettings(patch_size=PATCH, iou_convention="zero", backend="auto")
 ENGINE_COLUMNS = ("image", "region", "split", "row_off", "col_off", "height", "width",
                   "iou", "accuracy", "precision", "recall", "label_frac", "pred_frac",
                   "entropy", "confidence", "uncertain_frac")
@@ -199,7 +201,7 @@ def test_gpu_workers_get_one_device_each():
     opts = gpu_worker_options(3, ["0", "1"])
     assert [o["env"]["CUDA_VISIBLE_DEVICES"] for o in opts.values()] == ["0", "1", "0"]
     assert all(o["resources"] == {"GPU": 1} and o["nthreads"] == 1 for o in opts.values())
-    with pytest.raises(ConfigurationError, match="no CUDA device"):
+    with pytest.raises(DeviceError, match="no CUDA device"):
         gpu_worker_options(1, [])
 
 
@@ -211,7 +213,7 @@ def test_local_gpu_cluster_runs_tiles(tiny_run, tmp_path):
         assert ex.gpus and "GPU" in ex.describe()
         info = ex.client.scheduler_info()["workers"].values()
         assert all(w["resources"].get("GPU") == 1 for w in info)
-        got = run_tiles(pairs, tiny_run.model, {**ENGINE, "backend": "torch"}, executor=ex,
+        got = run_tiles(pairs, tiny_run.model, replace(ENGINE, backend="torch"), executor=ex,
                         work_dir=tmp_path / "w")
     assert sorted(set(got.columns["image"].tolist())) == sorted(p.name for p in pairs)
     assert np.isfinite(got.embeddings).all()
@@ -232,7 +234,7 @@ def test_tiles_in_process_equal_engine_and_resume(tiny_run, tmp_path):
     from segexplain.core.engine.inference import analyze_images
 
     pairs = train_pairs(tiny_run)
-    ref = analyze_images(pairs, tiny_run.model, raster_dir=tmp_path / "ref", **ENGINE)
+    ref = analyze_images(pairs, tiny_run.model, ENGINE, raster_dir=tmp_path / "ref")
     work = tmp_path / "x.segx.work"
     got = run_tiles(pairs, tiny_run.model, ENGINE, work_dir=work)
     assert_same_table(got, ref)
@@ -251,7 +253,7 @@ def test_tiles_in_process_equal_engine_and_resume(tiny_run, tmp_path):
     assert_same_table(again, ref)
 
     # other settings: the key differs, so the tiles are recomputed
-    changed = run_tiles(pairs[:2], tiny_run.model, {**ENGINE, "iou_convention": "one"},
+    changed = run_tiles(pairs[:2], tiny_run.model, replace(ENGINE, iou_convention="one"),
                         work_dir=work, resume=True)
     assert changed.iou_convention == "one"
     assert (work / "tiles" / f"{pairs[0].name}.npz").stat().st_mtime_ns != \
@@ -282,7 +284,7 @@ def test_tiles_match_engine_on_mixed_images(tiny_run, tmp_path):
     pairs = [first,
              ImagePair(blank, None, "blank", "new", "blank1"),
              ImagePair(other_crs, other_label, "moved", "val", "moved1")]
-    ref = analyze_images(pairs, tiny_run.model, raster_dir=tmp_path / "ref", **ENGINE)
+    ref = analyze_images(pairs, tiny_run.model, ENGINE, raster_dir=tmp_path / "ref")
     logs: list[str] = []
     progress = Progress("none")
     progress.log = lambda msg, level="info": logs.append(msg)  # type: ignore[method-assign]
@@ -303,7 +305,7 @@ def test_tiles_match_engine_on_mixed_images(tiny_run, tmp_path):
     np.testing.assert_allclose(mixed.embeddings[~own], mixed.embeddings[own], rtol=1e-5)
     # the in-process engine gives the same on that mix (its label thumbnails stay aligned)
     engine = analyze_images([first, ImagePair(first.image, None, "copy", "new", "unlabelled1")],
-                            tiny_run.model, raster_dir=tmp_path / "mixed", **ENGINE)
+                            tiny_run.model, ENGINE, raster_dir=tmp_path / "mixed")
     assert_same_table(mixed, engine)
 
 
@@ -437,7 +439,7 @@ def test_killed_dask_worker_still_completes_every_tile(tiny_run, tmp_path):
             time.sleep(0.2)
         assert not psutil.pid_exists(progress.killed)
     assert sorted(set(got.columns["image"].tolist())) == sorted(p.name for p in pairs)
-    ref = analyze_images(pairs, tiny_run.model, raster_dir=tmp_path / "ref", **ENGINE)
+    ref = analyze_images(pairs, tiny_run.model, ENGINE, raster_dir=tmp_path / "ref")
     assert_same_table(got, ref)
 
 

@@ -15,7 +15,8 @@ from segexplain.core.data.datasets import ImagePair
 from segexplain.core.engine.inference import analyze_images, iter_batches
 from segexplain.core.engine.metrics import confusion_counts, iou_from_counts
 from segexplain.core.engine.records import METRIC_COLUMNS, UNCERTAINTY_COLUMNS
-from segexplain.core.errors import ConfigurationError, EmptyInputError
+from segexplain.core.engine.settings import EngineSettings
+from segexplain.core.errors import ConfigurationError, EmptyInputError, NoValidPatchError
 from segexplain.core.model.models import as_loaded, build_model
 from segexplain.core.progress import Progress
 
@@ -80,8 +81,8 @@ def pair(tmp_path_factory):
 @pytest.fixture(scope="module")
 def result(model, pair, tmp_path_factory):
     rd = tmp_path_factory.mktemp("rasters")
-    table = analyze_images([pair], model, patch_size=S, backend="torch", batch_size=4,
-                           raster_dir=rd, thumb_size=16)
+    settings = EngineSettings(patch_size=S, backend="torch", batch_size=4, thumb_size=16)
+    table = analyze_images([pair], model, settings, raster_dir=rd)
     return table, rd
 
 
@@ -146,8 +147,8 @@ def test_confusion_counts_agree_with_patch_metrics(result, pair):
 
 
 def test_iou_conventions_change_only_empty_patches(model, pair):
-    tables = {conv: analyze_images([pair], model, patch_size=S, backend="torch",
-                                   iou_convention=conv, thumb_size=8)
+    tables = {conv: analyze_images([pair], model, EngineSettings(
+                  patch_size=S, backend="torch", iou_convention=conv, thumb_size=8))
               for conv in ("zero", "one", "exclude")}
     empty = (tables["zero"].columns["label_frac"] == 0) & \
             (tables["zero"].columns["pred_frac"] == 0)
@@ -161,8 +162,8 @@ def test_iou_conventions_change_only_empty_patches(model, pair):
 
 
 def test_overlapping_patches_are_stitched(model, pair, tmp_path):
-    table = analyze_images([pair], model, patch_size=S, stride=32, backend="torch",
-                           raster_dir=tmp_path, thumb_size=8)
+    settings = EngineSettings(patch_size=S, stride=32, backend="torch", thumb_size=8)
+    table = analyze_images([pair], model, settings, raster_dir=tmp_path)
     assert len(table) == 2 * 4
     with rasterio.open(tmp_path / "tile1_pred.tif") as ds:
         pred = ds.read(1)
@@ -174,7 +175,8 @@ def test_encoder_only_skips_the_decoder(model, pair, result, tmp_path):
     calls = []
     hook = model.module.decoder.register_forward_hook(lambda *a: calls.append(1))
     try:
-        enc = analyze_images([pair], model, patch_size=S, backend="torch", encoder_only=True,
+        enc = analyze_images([pair], model, EngineSettings(patch_size=S, backend="torch",
+                                                           encoder_only=True),
                              raster_dir=tmp_path)
     finally:
         hook.remove()
@@ -190,7 +192,8 @@ def test_encoder_only_skips_the_decoder(model, pair, result, tmp_path):
 
 def test_unlabelled_imagery(model, tmp_path):
     pair = write_pair(tmp_path, "new1", label=False)
-    table = analyze_images([pair], model, patch_size=S, backend="torch", raster_dir=tmp_path)
+    table = analyze_images([pair], model, EngineSettings(patch_size=S, backend="torch"),
+                           raster_dir=tmp_path)
     assert not table.has_labels and "label" not in table.thumbnails
     assert np.isfinite(table.columns["entropy"]).all()
     assert (tmp_path / "new1_pred.tif").exists() and not (tmp_path / "new1_confusion.tif").exists()
@@ -210,7 +213,7 @@ def test_results_are_handed_on_per_batch(model, pair):
 
 def test_progress_is_reported(model, pair):
     buf = io.StringIO()
-    analyze_images([pair], model, patch_size=S, backend="torch", batch_size=2,
+    analyze_images([pair], model, EngineSettings(patch_size=S, backend="torch", batch_size=2),
                    progress=Progress("jsonl", stream=buf, min_interval=0))
     events = [json.loads(line) for line in buf.getvalue().splitlines()]
     assert events[0] == {"event": "stage", "stage": "infer", "total": 6}
@@ -219,8 +222,8 @@ def test_progress_is_reported(model, pair):
 
 def test_nan_pixels_are_nodata(model, tmp_path):
     pair = write_pair(tmp_path, "nan1", dtype="float32", nan_block=True)
-    table = analyze_images([pair], model, patch_size=S, backend="torch", raster_dir=tmp_path,
-                           min_valid=0.0)
+    settings = EngineSettings(patch_size=S, backend="torch", min_valid=0.0)
+    table = analyze_images([pair], model, settings, raster_dir=tmp_path)
     assert np.isfinite(table.embeddings).all()
     with rasterio.open(tmp_path / "nan1_confusion.tif") as ds:
         conf = ds.read(1)
@@ -231,17 +234,29 @@ def test_nan_pixels_are_nodata(model, tmp_path):
 def test_all_nodata_image_is_empty_input(model, tmp_path):
     pair = write_pair(tmp_path, "void1", dtype="float32", all_nodata=True)
     with pytest.raises(EmptyInputError):
-        analyze_images([pair], model, patch_size=S, backend="torch")
+        analyze_images([pair], model, EngineSettings(patch_size=S, backend="torch"))
+
+
+def test_image_without_a_valid_patch_is_told_apart_by_type(model, tmp_path):
+    pair = write_pair(tmp_path, "corner1")
+    with rasterio.open(pair.image) as src:
+        data, profile = src.read(), src.profile
+    corner = np.zeros_like(data)  # valid only in a corner smaller than half a patch
+    corner[:, :10, :10] = np.maximum(data[:, :10, :10], 1)
+    with rasterio.open(pair.image, "w", **{**profile, "nodata": 0}) as dst:
+        dst.write(corner)
+    with pytest.raises(NoValidPatchError, match="valid pixels"):
+        analyze_images([pair], model, EngineSettings(patch_size=S, backend="torch"))
 
 
 def test_patch_size_must_fit_the_encoder(model, pair):
     with pytest.raises(ConfigurationError, match="multiple of the encoder's output stride 32"):
-        analyze_images([pair], model, patch_size=100, backend="torch")
+        analyze_images([pair], model, EngineSettings(patch_size=100, backend="torch"))
     with pytest.raises(ConfigurationError, match="IoU convention"):
-        analyze_images([pair], model, patch_size=S, iou_convention="half")
+        analyze_images([pair], model, EngineSettings(patch_size=S, iou_convention="half"))
 
 
 def test_four_channel_model_on_three_band_imagery(pair):
     m4 = as_loaded(build_model("unet", "resnet18", 4, 1, decoder_channels=(8, 8, 8, 8, 8)))
     with pytest.raises(ConfigurationError, match=r"--bands.*3-channel model"):
-        analyze_images([pair], m4, patch_size=S, backend="torch")
+        analyze_images([pair], m4, EngineSettings(patch_size=S, backend="torch"))

@@ -8,7 +8,7 @@ from segexplain.core.analytics.estimators import (
     mlp_forward,
     regression_scores,
 )
-from segexplain.core.errors import ConfigurationError, EmptyInputError
+from segexplain.core.errors import BundleError, ConfigurationError, EmptyInputError
 
 
 def _problem(n=400, seed=0):
@@ -40,7 +40,7 @@ def test_arrays_round_trip_without_sklearn_state():
     assert all(a.dtype == np.float32 and a.dtype != object for a in arrays.values())
     again = MLPIoUEstimator.from_arrays(arrays, "full")
     np.testing.assert_array_equal(again.predict(x), est.predict(x))
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(BundleError, match="no weights"):
         MLPIoUEstimator.from_arrays(arrays, "mlp2d")
 
 

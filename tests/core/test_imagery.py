@@ -7,6 +7,7 @@ import pytest
 from segexplain.core.data.datasets import ImagePair
 from segexplain.core.data.imagery import open_source
 from segexplain.core.data.windows import PatchWindow
+from segexplain.core.engine.inference import image_record
 from segexplain.core.errors import (
     ConfigurationError,
     EmptyInputError,
@@ -39,9 +40,9 @@ def test_uint8_rgb_with_raster_label(tmp_path, rgb_u8, square_mask):
         np.testing.assert_allclose(p.image, data[:, :32, :32] / 255.0, atol=1e-6)
         assert p.label.dtype == np.uint8 and (p.label == square_mask[:32, :32]).all()
         assert p.valid.all()
-        rec = src.to_record()
+        rec = image_record(src)
         assert rec.width == 48 and rec.transform == tuple(src.transform)[:6]
-        assert rec.label == str(gt)
+        assert rec.label == str(gt) and rec.path == str(img.resolve())
 
 
 def test_padded_window_is_zero_and_invalid(tmp_path, rgb_u8, square_mask):

@@ -7,11 +7,11 @@ import pytest
 from segexplain.core.engine.metrics import (
     confusion_counts,
     iou_from_counts,
-    overall_iou,
     patch_metrics,
     uncertainty,
 )
 from segexplain.core.errors import ConfigurationError
+from segexplain.core.figures import overall_iou
 
 
 def _masks():

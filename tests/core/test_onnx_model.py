@@ -16,7 +16,7 @@ import pytest
 from segexplain.core.analytics.estimators import spearman
 from segexplain.core.bundle.reader import Bundle
 from segexplain.core.errors import ConfigurationError, DependencyError, ModelLoadError
-from segexplain.core.model import spec
+from segexplain.core.model import loading, spec
 
 from ..conftest import segexplain
 
@@ -118,7 +118,7 @@ def test_missing_packages_raise_dependency_errors(monkeypatch, tmp_path):
     with pytest.raises(DependencyError, match=r"field worker.*export-onnx|ONNX export"):
         spec.require_torch("analyze --model FOLDER")
     with pytest.raises(DependencyError, match="requirements.lock"):
-        spec.load_any(tmp_path / "model")
+        loading.load_any(tmp_path / "model")
     from segexplain.core.commands._common import require
 
     with pytest.raises(DependencyError, match=r"scikit-learn.*field worker: estimate only"):

@@ -4,14 +4,13 @@ import numpy as np
 import pytest
 from qgis.PyQt.QtCore import QPointF, Qt
 from qgis.PyQt.QtGui import QPolygonF
-from segexplain.segexplain_qgis.selection import (
-    combine,
-    mean_finite,
+from segexplain.segexplain_qgis.brushes import (
     nearest_point,
     points_in_polygon,
     points_in_rect,
     simplify_path,
 )
+from segexplain.segexplain_qgis.selection import combine, mean_finite
 
 
 def qt_inside(x, y, poly):
@@ -76,7 +75,7 @@ def test_mean_nearest_simplify():
 
 
 def test_palette_bins_cover_the_closed_range_and_mark_missing():
-    from segexplain.segexplain_qgis.scatter import N_BINS, bin_index
+    from segexplain.segexplain_qgis.coloring import N_BINS, bin_index
 
     v = np.array([0.0, 0.5, 1.0, 1.7, -3.0, np.nan, np.inf])
     assert bin_index(v, 0.0, 1.0).tolist() == [0, N_BINS // 2, N_BINS - 1, N_BINS - 1, 0,
