@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 export QT_QPA_PLATFORM ?= offscreen
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: setup test lint typecheck pytest test-fast demo bench resources package check-package wheelhouse clean
+.PHONY: setup lock check-lock test test-fresh lint typecheck pytest test-fast demo bench resources \
+	package check-package wheelhouse wheelhouse-field clean
 
 setup:
 	@scripts/setup.sh
@@ -15,6 +16,16 @@ resources: resources_rc.py
 
 resources_rc.py: resources.qrc icons/icon.svg
 	@pyrcc5 -o $@ resources.qrc 2>/dev/null || $(PY) -m PyQt5.pyrcc_main -o $@ resources.qrc
+
+# `make lock`: requirements*.txt -> requirements-dev.lock, requirements.lock and
+# requirements-field.lock (every package pinned, with hashes; uv from PyPI, scripts/lock.sh).
+# `make lock UPGRADE=1`: newest versions everywhere, not only where the inputs changed.
+lock:
+	@UPGRADE=$(UPGRADE) scripts/lock.sh
+
+# The venv must be exactly the lock: same packages, same versions, `pip check` clean.
+check-lock: setup
+	@$(PY) scripts/envlock.py check requirements-dev.lock
 
 # lint-imports checks the layering contracts in .importlinter (core free of Qt, the plugin
 # free of the worker's packages, the bundle reader on numpy + stdlib, layers, no cycles).
@@ -31,7 +42,12 @@ pytest: setup
 	$(PY) -m pytest -p no:qgis tests/core
 	$(PY) -m pytest tests/qgis
 
-test: setup lint typecheck pytest
+test: setup check-lock lint typecheck pytest
+
+# A fresh install from the lock in an empty temporary folder (pip's cache off), then
+# sample data -> a tiny model -> analyze with the new venv's `segexplain` (README: time).
+test-fresh:
+	@scripts/test-fresh.sh
 
 test-fast: setup
 	$(PY) -m pytest -p no:qgis -m "not slow" tests/core
@@ -45,15 +61,14 @@ bench: setup
 	$(PY) bench/analytics.py
 	$(PY) bench/dock.py
 
-# --- plugin zip and offline wheelhouse (engineer E) -----------------------------------
-# `make package`       -> dist/segexplain-VERSION.zip (QGIS: Plugins > Install from ZIP)
-# `make check-package` -> metadata fields, contents, compile, bandit over the plugin's code
-# `make wheelhouse`    -> wheelhouse/: every wheel the worker needs, for offline laptops;
-#                         WHEEL_ARGS="--platform win_amd64 --python-version 3.12" for another OS,
-#                         WHEEL_ARGS="--extra-index-url URL-OF-PYTORCH-CPU-WHEELS" for CPU-only torch
-#                         (WHEEL_REQS=some-file.txt to try a smaller subset)
-WHEEL_REQS ?= requirements.txt
-WHEEL_CONSTRAINTS ?= constraints.txt
+# --- plugin zip and offline wheelhouses ------------------------------------------------
+# `make package`          -> dist/segexplain-VERSION.zip (QGIS: Plugins > Install from ZIP)
+# `make check-package`    -> metadata fields, contents, compile, bandit over the plugin's code
+# `make wheelhouse`       -> wheelhouse/: every wheel of requirements.lock (the full worker)
+# `make wheelhouse-field` -> wheelhouse-field/: the torch-free field worker (tens of MB)
+#   WHEEL_ARGS="--platform win_amd64 --python-version 3.12 --implementation cp" for a
+#   Windows laptop (QGIS's Python 3.12); the lock's hashes cover every platform's files.
+#   docs/offline.md: the offline install on Linux and Windows.
 WHEEL_ARGS ?=
 
 package: setup
@@ -62,14 +77,11 @@ package: setup
 check-package: package
 	$(PY) scripts/package.py check
 
-wheelhouse: setup
-	mkdir -p wheelhouse
-	$(PY) -m pip download --disable-pip-version-check --only-binary=:all: \
-	    $(WHEEL_ARGS) -d wheelhouse -r $(WHEEL_REQS) -c $(WHEEL_CONSTRAINTS)
-	cp $(WHEEL_REQS) wheelhouse/requirements.txt
-	cp $(WHEEL_CONSTRAINTS) wheelhouse/constraints.txt
-	@echo "wheelhouse: $$(ls wheelhouse/*.whl | wc -l) wheels, $$(du -sh wheelhouse | cut -f1)"
-	@echo "offline install: python -m pip install --no-index --find-links wheelhouse -r wheelhouse/requirements.txt -c wheelhouse/constraints.txt"
+wheelhouse:
+	scripts/wheelhouse.sh requirements.lock wheelhouse $(WHEEL_ARGS)
+
+wheelhouse-field:
+	scripts/wheelhouse.sh requirements-field.lock wheelhouse-field $(WHEEL_ARGS)
 
 clean:
 	rm -rf demo/out dist resources_rc.py .pytest_cache .mypy_cache .ruff_cache

@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     progress = Progress(args.progress)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    sigbreak = getattr(signal, "SIGBREAK", None)  # Windows: the plugin's CTRL_BREAK_EVENT
+    if sigbreak is not None:
+        signal.signal(sigbreak, _on_sigterm)
     try:
         result = args._module.run(args, progress)
     except KeyboardInterrupt:

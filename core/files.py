@@ -8,6 +8,7 @@ import shutil
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 
 def file_sha256(path: str | Path) -> str:
@@ -19,10 +20,66 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+#: OpenProcess right that is granted on other users' processes too (Windows Vista on).
+PROCESS_QUERY_LIMITED_INFORMATION = 0x1000
+STILL_ACTIVE = 259
+ERROR_ACCESS_DENIED = 5
+
+
+class Kernel32:
+    """The kernel32 calls `_alive` needs on Windows (ctypes; Windows only)."""
+
+    def __init__(self) -> None:
+        import ctypes
+        from ctypes import wintypes
+
+        self._ctypes = ctypes
+        k = getattr(ctypes, "WinDLL")("kernel32", use_last_error=True)  # noqa: B009
+        k.OpenProcess.restype = wintypes.HANDLE
+        k.OpenProcess.argtypes = (wintypes.DWORD, wintypes.BOOL, wintypes.DWORD)
+        k.GetExitCodeProcess.argtypes = (wintypes.HANDLE, ctypes.POINTER(wintypes.DWORD))
+        k.CloseHandle.argtypes = (wintypes.HANDLE,)
+        self._k = k
+
+    def open_process(self, pid: int) -> Any:
+        """A query handle of `pid`, or None (see `last_error`)."""
+        return self._k.OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, False, pid) or None
+
+    def last_error(self) -> int:
+        """The calling thread's last Windows error code."""
+        return int(getattr(self._ctypes, "get_last_error")())  # noqa: B009
+
+    def exit_code(self, handle: Any) -> int | None:
+        """The process's exit code (STILL_ACTIVE while it runs), or None when unknown."""
+        from ctypes import wintypes
+
+        code = wintypes.DWORD()
+        if not self._k.GetExitCodeProcess(handle, self._ctypes.byref(code)):
+            return None
+        return int(code.value)
+
+    def close(self, handle: Any) -> None:
+        """Close a handle from `open_process`."""
+        self._k.CloseHandle(handle)
+
+
+def _alive_windows(pid: int, api: Any = None) -> bool:
+    """Windows: whether `pid` runs; when it cannot be told, True (keep the folder)."""
+    api = api if api is not None else Kernel32()
+    handle = api.open_process(pid)
+    if handle is None:  # no such process, or one we may not query (it exists)
+        return bool(api.last_error() == ERROR_ACCESS_DENIED)
+    try:
+        code = api.exit_code(handle)
+        return code is None or code == STILL_ACTIVE
+    finally:
+        api.close(handle)
+
+
 def _alive(pid: int) -> bool:
-    """Whether process `pid` runs (on Windows: unknown, so False)."""
+    """Whether process `pid` runs (Windows: OpenProcess + GetExitCodeProcess)."""
     if sys.platform.startswith("win"):
-        return False  # cannot tell cheaply; only the run's own pid is cleaned there
+        return _alive_windows(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

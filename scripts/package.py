@@ -39,18 +39,22 @@ NAME = "segexplain"
 PYQTGRAPH_VERSION = "0.13.7"
 #: Top-level files and folders of the checkout that go into the zip.
 INCLUDE_FILES = ("__init__.py", "metadata.txt", "requirements.txt", "constraints.txt",
+                 "requirements.lock", "requirements-field.txt", "requirements-field.lock",
                  "README.md", "LICENSE", "resources.qrc")
 INCLUDE_DIRS = ("core", "segexplain_qgis", "icons")
 INCLUDE_DOCS = ("bundle-format.md", "offline.md")
 #: Never in the zip.
 EXCLUDE_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", "tests",
                  "bench", "demo", "scripts", ".ci", ".venv", ".test-cache", "build", "dist",
-                 "wheelhouse", ".git"}
+                 "wheelhouse", "wheelhouse-field", ".git"}
 EXCLUDE_SUFFIXES = (".pyc", ".pyo", ".orig", ".rej", ".swp")
 FORBIDDEN_TOP = ("tests", "bench", "demo", "scripts", ".ci", ".venv", "Makefile",
                  "pyproject.toml", "requirements-dev.txt", ".gitignore", ".test-cache")
 REQUIRED_METADATA = ("name", "qgisMinimumVersion", "description", "about", "version",
-                     "author", "email", "repository")
+                     "author", "email")
+#: Present, but empty while no public repository exists (never an invented address);
+#: the QGIS plugin repository needs `repository` filled in before an upload.
+URL_METADATA = ("tracker", "homepage", "repository")
 #: pyqtgraph parts left out of the fallback copy (not imported by `import pyqtgraph`).
 PYQTGRAPH_SKIP = ("examples",)
 BANDIT_SKIPS = "B101,B404,B603"
@@ -183,10 +187,10 @@ def check(zip_path: Path, vendored_report: bool = False) -> list[str]:
         for key in REQUIRED_METADATA:
             if not meta.get(key, "").strip():
                 problems.append(f"metadata.txt: required field {key!r} is missing or empty")
-        for key in ("tracker", "homepage", "icon"):
-            if not meta.get(key, "").strip():
+        for key in (*URL_METADATA, "icon"):
+            if key not in meta or (key == "icon" and not meta[key].strip()):
                 problems.append(f"metadata.txt: field {key!r} is missing")
-        for key in ("tracker", "homepage", "repository"):
+        for key in URL_METADATA:
             if meta.get(key) and not meta[key].startswith(("http://", "https://")):
                 problems.append(f"metadata.txt: {key} {meta[key]!r} is not a URL")
         if meta.get("icon") and f"{NAME}/{meta['icon']}" not in names:

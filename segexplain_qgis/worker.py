@@ -2,8 +2,9 @@
 
 `WorkerRun` is plain Python (no Qt): it starts `PY -m segexplain.core.cli COMMAND ARGS
 --progress jsonl` in its own process group, reads stdout / stderr in two reader threads,
-turns the protocol of core/progress.py into events, cancels with SIGTERM then SIGKILL
-(the whole group, so helper processes go too) and removes a half-written bundle
+turns the protocol of core/progress.py into events, cancels politely then by force
+(the whole group, so helper processes go too; `process` has the POSIX and Windows
+ways) and removes a half-written bundle
 (`NAME.segx.partial-PID`) that a killed worker leaves behind. `CoreTask` wraps it in a
 QgsTask: the run happens in QGIS's task manager thread, progress goes to the task
 manager and to the dialog through signals, and `finished` (main thread) opens the bundle
@@ -17,9 +18,7 @@ import os
 import queue
 import re
 import shutil
-import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -32,10 +31,9 @@ from qgis.PyQt.QtCore import pyqtSignal
 
 from ..core.errors import CancelledError, WorkerError
 from ..core.files import cleanup_partials
-from . import settings
+from . import process, settings
 
 LOG_TAG = "segexplain"
-WINDOWS = sys.platform.startswith("win")
 
 #: import name -> pip project, for "install X" advice.
 PIP_NAMES = {
@@ -137,6 +135,8 @@ def explain_failure(python: str, returncode: int | None, error: dict[str, Any] |
     if error:
         name = str(error.get("error", "error"))
         msg = " ".join(text.split()) or name
+        if name == "DependencyError":  # the worker Python lacks a package: another Python?
+            return f"the worker Python {python}: {msg}; or {where}"
         return msg if not msg.startswith("unexpected") else f"{msg}; if it persists, {where}"
     usage = [ln for ln in lines if ": error: " in ln]
     if usage:
@@ -181,12 +181,7 @@ class WorkerRun:
 
     def start(self) -> None:
         """Start the process; a missing interpreter raises WorkerError with what to do."""
-        kwargs: dict[str, Any] = {}
-        if WINDOWS:
-            kwargs["creationflags"] = (subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
-                                       | subprocess.CREATE_NO_WINDOW)  # type: ignore[attr-defined]
-        else:
-            kwargs["start_new_session"] = True
+        kwargs = process.group_kwargs()
         try:
             self.proc = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -261,21 +256,18 @@ class WorkerRun:
         raise WorkerError(explain_failure(self.python, code, self.error, self.stderr_tail))
 
     def cancel(self) -> None:
-        """Stop the worker: SIGTERM to its group, SIGKILL after `grace` s; clean up."""
+        """Stop the worker: ask its group, force it after `grace` s; clean up."""
         self.cancelled = True
         proc = self.proc
         if proc is not None and proc.poll() is None:
-            self._signal(signal.SIGTERM)
+            process.terminate_group(proc)
             try:
                 proc.wait(timeout=self.grace)
             except subprocess.TimeoutExpired:
-                self._signal(signal.SIGKILL if not WINDOWS else signal.SIGTERM)
+                process.kill_group(proc)
                 proc.wait(timeout=30)
-        if proc is not None and not WINDOWS:
-            try:  # helpers left in the group (reader pools, dask workers)
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        if proc is not None:  # helpers left in the group (reader pools, dask workers)
+            process.kill_group(proc)
         for t in self._threads:
             t.join(timeout=2)
         self._drain()
@@ -294,16 +286,6 @@ class WorkerRun:
             self.output.append(line.rstrip("\r\n"))
             if name == "err":
                 self.stderr_tail.append(line.rstrip("\r\n"))
-
-    def _signal(self, sig: int) -> None:
-        assert self.proc is not None
-        try:
-            if WINDOWS:
-                self.proc.terminate()
-            else:
-                os.killpg(self.proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 # -- QGIS task --------------------------------------------------------------------------

@@ -202,10 +202,28 @@ class MLPIoUEstimator:
 # -- validation ---------------------------------------------------------------------
 
 
+def _ranks(v: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of `v`, ties sharing their average rank (as scipy.stats.rankdata)."""
+    order = np.argsort(v, kind="mergesort")
+    sorted_v = v[order]
+    starts = np.flatnonzero(np.r_[True, sorted_v[1:] != sorted_v[:-1]])
+    ends = np.r_[starts[1:], v.size]
+    ranks = np.empty(v.size, np.float64)
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return ranks
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation (numpy only: `estimate` runs without scipy)."""
+    ra, rb = _ranks(np.asarray(a, np.float64)), _ranks(np.asarray(b, np.float64))
+    ra -= ra.mean()
+    rb -= rb.mean()
+    den = float(np.sqrt((ra * ra).sum() * (rb * rb).sum()))
+    return float((ra * rb).sum() / den) if den > 0 else float("nan")
+
+
 def regression_scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     """MAE, R^2 and Spearman rank correlation over rows where both are finite."""
-    from scipy.stats import spearmanr
-
     y = np.asarray(y, np.float64)
     pred = np.asarray(pred, np.float64)
     ok = np.isfinite(y) & np.isfinite(pred)
@@ -214,7 +232,7 @@ def regression_scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
         return {"mae": float("nan"), "r2": float("nan"), "spearman": float("nan"), "n": int(y.size)}
     ss_tot = float(((y - y.mean()) ** 2).sum())
     r2 = 1.0 - float(((y - pred) ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan")
-    rho = spearmanr(y, pred).statistic if np.ptp(y) > 0 and np.ptp(pred) > 0 else float("nan")
+    rho = spearman(y, pred) if np.ptp(y) > 0 and np.ptp(pred) > 0 else float("nan")
     return {"mae": float(np.abs(y - pred).mean()), "r2": r2, "spearman": float(rho),
             "n": int(y.size)}
 

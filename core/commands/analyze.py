@@ -52,8 +52,13 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     from ..engine.inference import analyze_images
     from ..engine.settings import EngineSettings
     from ..errors import ConfigurationError
-    from ._common import load, print_scores, versions
+    from ..model.spec import is_onnx
+    from ._common import load, print_scores, require, versions
 
+    needs = {"sklearn": "scikit-learn", "scipy": "scipy"}
+    if not is_onnx(args.model):  # a model folder or checkpoint runs on torch
+        needs |= {"torch": "torch", "segmentation_models_pytorch": "segmentation-models-pytorch"}
+    require("analyze", needs, "PCA, IoU estimators and clusters; torch runs a model folder")
     if args.clusters_max < 2:
         raise ConfigurationError(f"--clusters-max {args.clusters_max}: expected at least 2")
     if not 2 <= args.components <= 512:

@@ -1,9 +1,10 @@
 """`segexplain check-env`: what this Python can run, and exactly what to install if not.
 
 It must work in a Python that lacks torch or anything else the worker needs: every
-package is imported inside a guard, and the report says which commands are available
-and the pip command that completes the environment (pinned from requirements.txt when
-the file is found next to the package, else from the pins below).
+package is imported inside a guard, and the report says which commands are available,
+what the environment is (`ROLES`: a full worker; a field worker that estimates new
+regions from an ONNX model without torch; or incomplete) and the pip command that
+completes it (the lock files when found next to the package, else the pins below).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..progress import Progress
-from .env_report import format_report
+from .env_report import ROLES, format_report
 
 HELP = "report the Python, the worker packages and the device; say what to install"
 
@@ -35,14 +36,15 @@ PACKAGES: tuple[tuple[str, str, str], ...] = (
     ("sklearn", "scikit-learn", "PCA, IoU estimators and clustering (analyze)"),
 )
 
-#: What each command needs (import names).
+#: What each command needs (import names; `a|b`: either). An ONNX model runs on
+#: onnxruntime alone, a model folder or checkpoint on torch + smp.
 NEEDS: dict[str, tuple[str, ...]] = {
     "info": ("numpy",),
     "export-tasks": ("numpy", "osgeo.ogr"),
-    "estimate": ("numpy", "rasterio", "shapely", "osgeo.ogr", "torch",
-                 "segmentation_models_pytorch"),
-    "analyze": ("numpy", "rasterio", "shapely", "osgeo.ogr", "sklearn", "torch",
-                "segmentation_models_pytorch"),
+    "estimate": ("numpy", "rasterio", "shapely", "osgeo.ogr",
+                 "onnxruntime|segmentation_models_pytorch"),
+    "analyze": ("numpy", "rasterio", "shapely", "osgeo.ogr", "sklearn",
+                "onnxruntime|segmentation_models_pytorch"),
     "train": ("numpy", "rasterio", "shapely", "torch", "segmentation_models_pytorch"),
 }
 
@@ -134,6 +136,34 @@ def read_pins(root: Path) -> dict[str, str]:
     return pins
 
 
+def _role(found: dict[str, dict[str, Any]], commands: dict[str, bool]) -> str:
+    """Full worker (every command), field worker (estimate from ONNX) or incomplete."""
+    if all(commands.values()):
+        return ROLES[0]
+    if commands["estimate"] and found["onnxruntime"]["ok"] and not found["torch"]["ok"]:
+        return ROLES[1]
+    return ROLES[2]
+
+
+def _install_lines(root: Path, python: str, role: str, pip_args: list[str]) -> list[str]:
+    """The commands that complete the environment (a field worker: to a full one)."""
+    lines = [f"{python} -m pip install " + " ".join(f'"{a}"' for a in pip_args)]
+    lock = root / "requirements.lock"
+    if lock.is_file():
+        lines.append(f"or the whole locked worker: {python} -m pip install "
+                     f"--require-hashes -r {lock}")
+    elif (root / "requirements.txt").is_file():
+        lines.append(f"or everything at once: {python} -m pip install -r "
+                     f"{root / 'requirements.txt'}"
+                     + (f" -c {root / 'constraints.txt'}"
+                        if (root / "constraints.txt").is_file() else ""))
+    field = root / "requirements-field.lock"
+    if role == ROLES[2] and field.is_file():
+        lines.append(f"or only the field worker (estimate from an ONNX model, no torch): "
+                     f"{python} -m pip install --require-hashes -r {field}")
+    return lines
+
+
 def report(root: Path | None = None) -> dict[str, Any]:
     """Build the environment report as a plain JSON-able dict."""
     root = root if root is not None else Path(__file__).resolve().parents[2]
@@ -144,14 +174,9 @@ def report(root: Path | None = None) -> dict[str, Any]:
     pip_args = [pins.get(pip_name.lower(), pip_name) for module, pip_name, _ in missing
                 if module != "osgeo.ogr"]
     python = sys.executable or "python3"
-    install: list[str] = []
-    if pip_args:
-        install.append(f"{python} -m pip install " + " ".join(f'"{a}"' for a in pip_args))
-        if (root / "requirements.txt").is_file():
-            install.append(f"or everything at once: {python} -m pip install -r "
-                           f"{root / 'requirements.txt'}"
-                           + (f" -c {root / 'constraints.txt'}"
-                              if (root / "constraints.txt").is_file() else ""))
+    commands = {cmd: _ready(found, needs) for cmd, needs in NEEDS.items()}
+    role = _role(found, commands)
+    install = _install_lines(root, python, role, pip_args) if pip_args else []
     if not found["osgeo.ogr"]["ok"]:
         install.append("GDAL Python bindings: on Debian/Ubuntu `apt-get install python3-gdal` "
                        "and create the venv with --system-site-packages; elsewhere use the "
@@ -161,7 +186,6 @@ def report(root: Path | None = None) -> dict[str, Any]:
     if numpy_major.isdigit() and int(numpy_major) >= 2 and sys.prefix != sys.base_prefix:
         warnings.append("numpy >= 2 in a virtual environment can shadow the system numpy and "
                         "break GDAL/scipy built for numpy 1: pip install \"numpy<2\"")
-    commands = {cmd: _ready(found, needs) for cmd, needs in NEEDS.items()}
     return {
         "python": {"executable": python, "version": platform.python_version(),
                    "implementation": platform.python_implementation(),
@@ -171,10 +195,12 @@ def report(root: Path | None = None) -> dict[str, Any]:
                      for module, pip_name, why in PACKAGES},
         "device": _device(found),
         "commands": commands,
+        "role": role,
         "missing": [pip_name for _, pip_name, _ in missing],
         "install": install,
         "warnings": warnings,
-        "ok": not missing and not warnings,
+        "ok": role != ROLES[2] and not warnings
+              and (role == ROLES[1] or not missing),
     }
 
 

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+#: What the environment is, from the commands it can run (check_env.report's "role"):
+#: every command; estimate from an ONNX model without torch; or not even that.
+ROLES = ("full worker", "field worker: estimate only", "incomplete")
+
 
 def format_report(rep: dict[str, Any]) -> str:
     """Format the report as a short table for people."""
@@ -20,9 +24,14 @@ def format_report(rep: dict[str, Any]) -> str:
         lines.append(f"{info['pip']:<28}{state}")
     ready = [c for c, ok in rep["commands"].items() if ok]
     lines.append("ready for   " + (", ".join(ready) if ready else "nothing"))
+    role = rep.get("role", ROLES[2])
+    lines.append(f"worker      {role}")
     for w in rep["warnings"]:
         lines.append(f"warning: {w}")
-    if rep["install"]:
+    if rep["install"] and role == ROLES[1]:
+        lines.append("to make it a full worker (analyze, train, models without ONNX):")
+        lines.extend(f"  {cmd}" for cmd in rep["install"])
+    elif rep["install"]:
         lines.append("to install the missing packages:")
         lines.extend(f"  {cmd}" for cmd in rep["install"])
     else:

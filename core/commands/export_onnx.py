@@ -1,4 +1,8 @@
-"""`segexplain export-onnx MODEL OUT.onnx`: the two-output and the encoder-only network."""
+"""`segexplain export-onnx MODEL OUT.onnx`: the two-output and the encoder-only network.
+
+Both files describe their model in their metadata properties (`model.spec`), so
+`analyze` and `estimate` take either as --model, without torch and without the folder.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..model.spec import encoder_path
 from ..progress import Progress
 
 if TYPE_CHECKING:
@@ -28,13 +33,16 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="run both files once with onnxruntime and compare with PyTorch")
 
 
-def encoder_path(out: Path) -> Path:
-    """OUT.onnx -> OUT.encoder.onnx."""
-    return out.with_name(f"{out.stem}.encoder{out.suffix or '.onnx'}")
-
-
 def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     """Export both networks; returns their paths (and the check's maximum differences)."""
+    from ..errors import ConfigurationError
+    from ..model.spec import is_onnx, require_torch
+
+    if is_onnx(args.model):
+        raise ConfigurationError(
+            f"{args.model} is already an ONNX file: pass the model folder or checkpoint "
+            "it was exported from")
+    require_torch("export-onnx")
     from ..engine.inference import check_patch_size
     from ..model.backends import export_onnx
     from ..model.models import load_model

@@ -43,6 +43,9 @@ def _replaceable(out: Path) -> bool:
 
 def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     """Train; returns the model folder, validation IoU and seconds."""
+    from ..model.spec import require_torch
+
+    require_torch("train")
     from ..data.datasets import discover
     from ..errors import ConfigurationError
     from ..model.models import save_model

@@ -36,7 +36,7 @@ from ..errors import (
     NoValidPatchError,
 )
 from ..model.backends import Backend, make_backend
-from ..model.models import POOLINGS, LoadedModel, as_loaded
+from ..model.spec import POOLINGS, OnnxModel, is_onnx, load_onnx_model
 from ..progress import NULL_PROGRESS, Progress
 from .metrics import THRESHOLD, patch_metrics
 from .records import METRIC_COLUMNS, ImageRecord, PatchTable
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from ..data.datasets import ImagePair
     from ..data.imagery import ImageSource, Patch
     from ..data.windows import PatchWindow
+    from ..model.models import LoadedModel
 
 #: GDAL block cache (bytes) set for the process by `analyze_images`.
 GDAL_CACHE_BYTES = 128 * 2**20
@@ -88,7 +89,8 @@ def image_record(src: ImageSource) -> ImageRecord:
         transform=tuple(src.transform)[:6], width=src.width, height=src.height)
 
 
-def check_patch_size(patch_size: int, stride: int | None, model: LoadedModel) -> int:
+def check_patch_size(patch_size: int, stride: int | None,
+                     model: LoadedModel | OnnxModel) -> int:
     """Validate patch size and stride; returns the stride (default: the patch size)."""
     os_ = model.output_stride
     if patch_size <= 0 or patch_size % os_:
@@ -124,7 +126,8 @@ def thumbnails(images: np.ndarray, labels: np.ndarray | None, prob: np.ndarray |
     return out
 
 
-def _check_bands(pair: ImagePair, model: LoadedModel, bands: Sequence[int] | None) -> None:
+def _check_bands(pair: ImagePair, model: LoadedModel | OnnxModel,
+                 bands: Sequence[int] | None) -> None:
     """Refuse a model with more channels than the image has bands, saying what to do."""
     import rasterio
 
@@ -142,8 +145,8 @@ def _check_bands(pair: ImagePair, model: LoadedModel, bands: Sequence[int] | Non
             f"{count}-channel model")
 
 
-def _open_images(pairs: Sequence[ImagePair], model: LoadedModel, patch_size: int, stride: int,
-                 min_valid: float, bands: Sequence[int] | None,
+def _open_images(pairs: Sequence[ImagePair], model: LoadedModel | OnnxModel, patch_size: int,
+                 stride: int, min_valid: float, bands: Sequence[int] | None,
                  progress: Progress) -> list[_Image]:
     from ..data.imagery import open_source
 
@@ -221,13 +224,15 @@ def iter_batches(images: list[_Image], backend: Backend, *, batch_size: int,
             yield BatchResult(i, wins, x, labels, valid, prob, emb, m)
 
 
-def analyze_images(pairs: Sequence[ImagePair], model: LoadedModel | nn.Module | str | Path,
+def analyze_images(pairs: Sequence[ImagePair],
+                   model: LoadedModel | OnnxModel | nn.Module | str | Path,
                    settings: EngineSettings | None = None, *, raster_dir: Path | None = None,
                    progress: Progress = NULL_PROGRESS,
                    backend: Backend | None = None) -> PatchTable:
     """Analyse image/label pairs with `model`; see the module doc.
 
-    `model` is a `LoadedModel`, a model folder / checkpoint path or an smp module.
+    `model` is a `LoadedModel`, an `OnnxModel` (no torch needed), a model folder /
+    checkpoint / ``.onnx`` path or an smp module.
     `settings` (default: `EngineSettings()`) holds the patch grid, scoring and back end.
     `backend`, when given, is a back end built by `backends.make_backend` for this model
     and reused across calls (`settings.backend` is then not looked at).
@@ -240,7 +245,7 @@ def analyze_images(pairs: Sequence[ImagePair], model: LoadedModel | nn.Module | 
             f"pooling {cfg.pooling!r} is unknown: expected one of {POOLINGS}")
     if not pairs:
         raise EmptyInputError("no images to analyse: pass at least one image")
-    lm = as_loaded(model)
+    lm = _as_model(model)
     if lm.classes != 1:
         raise ModelLoadError(
             f"model has {lm.classes} output classes: expected 1 (binary building mask)")
@@ -259,7 +264,19 @@ def analyze_images(pairs: Sequence[ImagePair], model: LoadedModel | nn.Module | 
             im.source.close()
 
 
-def _analyze(images: list[_Image], lm: LoadedModel, cfg: EngineSettings,
+def _as_model(model: LoadedModel | OnnxModel | nn.Module | str | Path
+              ) -> LoadedModel | OnnxModel:
+    """An `OnnxModel` as it is (or opened from an .onnx path), else a `LoadedModel`."""
+    if isinstance(model, OnnxModel):
+        return model
+    if isinstance(model, (str, Path)) and is_onnx(model):
+        return load_onnx_model(model)
+    from ..model.models import as_loaded  # torch
+
+    return as_loaded(model)
+
+
+def _analyze(images: list[_Image], lm: LoadedModel | OnnxModel, cfg: EngineSettings,
              backend: Backend | None, raster_dir: Path | None,
              progress: Progress) -> PatchTable:
     patch_size, thumb_size = cfg.patch_size, cfg.thumb_size

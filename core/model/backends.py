@@ -11,7 +11,10 @@ float32 and embeddings (B, D) float32, or to embeddings alone in encoder-only mo
   of its weights, the patch size and the pooling, so a model is exported once.
 
 ``backend="auto"`` picks CUDA when torch sees a GPU, else onnxruntime when it is
-installed (falling back to torch CPU if the export fails), else torch CPU.
+installed (falling back to torch CPU if the export fails), else torch CPU. An ONNX file
+(`spec.OnnxModel`) runs on onnxruntime whatever torch there is: this module imports
+torch only where a torch model is run or exported, so a field worker without torch
+estimates from an ONNX file.
 """
 
 from __future__ import annotations
@@ -21,15 +24,16 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from ..errors import ConfigurationError, DeviceError
+from ..errors import ConfigurationError, DependencyError, DeviceError
 from ..progress import NULL_PROGRESS, Progress
-from .models import EncoderNet, ExplainNet, LoadedModel
+from .spec import FULL_WORKER, OnnxModel, onnx_metadata, require_onnxruntime
+
+if TYPE_CHECKING:
+    from .models import LoadedModel
 
 BACKENDS = ("auto", "torch", "cuda", "cpu", "onnx")
 ONNX_OPSET = 17
@@ -61,12 +65,28 @@ def onnx_available() -> bool:
     return True
 
 
+def cuda_available() -> bool:
+    """Whether torch is installed and sees a CUDA device."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
 def resolve_backend(backend: str) -> str:
     """Return the concrete back end ("cuda", "cpu" or "onnx") `backend` means here."""
     if backend not in BACKENDS:
         raise ConfigurationError(
             f"backend {backend!r} is unknown: expected one of {', '.join(BACKENDS)}")
-    cuda = torch.cuda.is_available()
+    if backend in ("torch", "cuda", "cpu"):
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise DependencyError(
+                f"backend {backend!r} needs torch, which this Python lacks: use --backend "
+                f"onnx with an ONNX model, or {FULL_WORKER}") from None
+    cuda = cuda_available()
     if backend == "auto":
         return "cuda" if cuda else ("onnx" if onnx_available() else "cpu")
     if backend == "torch":
@@ -86,13 +106,17 @@ class TorchBackend:
 
     def __init__(self, model: LoadedModel, *, device: str = "cpu", pooling: str = "avg",
                  encoder_only: bool = False, threads: int | None = None) -> None:
+        import torch
+
+        from .models import EncoderNet, ExplainNet
+
         self.encoder_only = encoder_only
         self.device = torch.device(device)
         self.name = f"torch-{self.device.type}"
-        net: nn.Module = (EncoderNet(model.module, pooling) if encoder_only
-                          else ExplainNet(model.module, pooling))
+        net = (EncoderNet(model.module, pooling) if encoder_only
+               else ExplainNet(model.module, pooling))
         self.net = net.eval()
-        self.amp_dtype: torch.dtype | None = None
+        self.amp_dtype: Any = None
         if self.device.type == "cuda":
             # a copy: the caller's model stays on the CPU (exports, other back ends)
             self.net = copy.deepcopy(self.net).to(self.device).to(
@@ -105,6 +129,8 @@ class TorchBackend:
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
         """(probabilities or None, embeddings) for a float32 batch (B, C, S, S)."""
+        import torch
+
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
         with torch.inference_mode():
             if self.device.type == "cuda":
@@ -123,6 +149,8 @@ class TorchBackend:
         """Largest batch (up to 256) whose activations fit in half the free GPU memory."""
         if self.device.type != "cuda":
             return CPU_BATCH
+        import torch
+
         torch.cuda.empty_cache()
         free, _ = torch.cuda.mem_get_info(self.device)
         probe = np.zeros((2, in_channels, patch_size, patch_size), np.float32)
@@ -133,11 +161,21 @@ class TorchBackend:
         return int(max(1, min(256, (0.5 * free) // per_item)))
 
 
+class CpuDevice:
+    """The device of the onnxruntime back end, shaped like `torch.device("cpu")`."""
+
+    type = "cpu"
+
+    def __str__(self) -> str:
+        return "cpu"
+
+
 class OnnxBackend:
     """onnxruntime CPU session over an exported two-output (or encoder-only) network."""
 
     def __init__(self, onnx_path: Path, *, encoder_only: bool = False,
                  threads: int | None = None) -> None:
+        require_onnxruntime(f"the ONNX back end ({onnx_path})")
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -149,13 +187,16 @@ class OnnxBackend:
         self.encoder_only = encoder_only
         self.path = Path(onnx_path)
         self.name = "onnx-cpu"
-        self.device = torch.device("cpu")
+        self.device = CpuDevice()
         self._input = self.session.get_inputs()[0].name
+        names = [o.name for o in self.session.get_outputs()]
+        # by name: an encoder-only run of a two-output file takes its embedding alone
+        self._outputs = ["embedding"] if encoder_only and "embedding" in names else None
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
         """(probabilities or None, embeddings) for a float32 batch (B, C, S, S)."""
         x = np.ascontiguousarray(batch, dtype=np.float32)
-        outs = self.session.run(None, {self._input: x})
+        outs = self.session.run(self._outputs, {self._input: x})
         if self.encoder_only:
             return None, outs[0]
         return outs[0], outs[1]
@@ -173,12 +214,18 @@ def export_onnx(model: LoadedModel, out_path: str | Path, *, patch_size: int = 2
     """Export the two-output (or encoder-only) network; batch size stays dynamic.
 
     Uses the TorchScript exporter (dynamo=False), else the dynamo exporter. The file
-    is written under a temporary name and renamed, so a cached export is never partial.
+    carries the model's description in its metadata properties (`spec.onnx_metadata`),
+    so it runs without the model folder and without torch. It is written under a
+    temporary name and renamed, so a cached export is never partial.
     """
+    import torch
+
+    from .models import EncoderNet, ExplainNet
+
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    net: nn.Module = (EncoderNet(model.module, pooling) if encoder_only
-                      else ExplainNet(model.module, pooling))
+    net = (EncoderNet(model.module, pooling) if encoder_only
+           else ExplainNet(model.module, pooling))
     net = net.cpu().eval()
     outputs = ["embedding"] if encoder_only else ["prob", "embedding"]
     x = torch.zeros(2, model.in_channels, patch_size, patch_size)
@@ -196,6 +243,10 @@ def export_onnx(model: LoadedModel, out_path: str | Path, *, patch_size: int = 2
             batch = torch.export.Dim("batch", min=1, max=4096)
             torch.onnx.export(net, (x,), tmp, input_names=["image"], output_names=outputs,
                               dynamic_shapes={"x": {0: batch}}, dynamo=True)
+        _add_metadata(Path(tmp), onnx_metadata(
+            arch=model.arch, encoder=model.encoder, in_channels=model.in_channels,
+            classes=model.classes, output_stride=model.output_stride, pooling=pooling,
+            patch_size=patch_size, encoder_only=encoder_only, model_sha256=model.sha256))
         os.chmod(tmp, 0o644)
         os.replace(tmp, out)
     finally:
@@ -204,6 +255,20 @@ def export_onnx(model: LoadedModel, out_path: str | Path, *, patch_size: int = 2
         if os.path.exists(tmp):
             os.remove(tmp)
     return out
+
+
+def _add_metadata(path: Path, props: dict[str, str]) -> None:
+    """Write `props` into the ONNX file's metadata properties (in place)."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    keep = [p for p in proto.metadata_props if p.key not in props]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    for key, value in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
 
 
 def onnx_cache_path(model: LoadedModel, patch_size: int, pooling: str,
@@ -241,11 +306,19 @@ def cached_onnx(model: LoadedModel, patch_size: int, pooling: str,
     return path
 
 
-def make_backend(model: LoadedModel, backend: str = "auto", *, patch_size: int = 256,
-                 pooling: str = "avg", encoder_only: bool = False,
+def make_backend(model: LoadedModel | OnnxModel, backend: str = "auto", *,
+                 patch_size: int = 256, pooling: str = "avg", encoder_only: bool = False,
                  threads: int | None = None,
                  progress: Progress = NULL_PROGRESS) -> Backend:
     """Build the back end `backend` means on this machine (see the module doc)."""
+    if isinstance(model, OnnxModel):
+        if backend not in ("auto", "onnx"):
+            raise ConfigurationError(
+                f"--backend {backend} cannot run the ONNX file {model.path.name}: use "
+                "--backend onnx (or auto), or pass the model folder it was exported from")
+        model.check_settings(patch_size, pooling, encoder_only)
+        return OnnxBackend(model.network_for(encoder_only), encoder_only=encoder_only,
+                           threads=threads)
     kind = resolve_backend(backend)
     if kind == "onnx":
         try:

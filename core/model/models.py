@@ -29,9 +29,8 @@ from torch import nn
 
 from ..errors import ConfigurationError, ModelLoadError, UnreadableFileError
 from ..files import file_sha256
+from .spec import POOLINGS
 
-#: Pooling of the bottleneck feature map into the embedding vector.
-POOLINGS = ("avg", "max", "avgmax")
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 

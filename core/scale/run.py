@@ -25,6 +25,7 @@ from .tiles import publish_rasters, remember_model, run_tiles
 if TYPE_CHECKING:
     from ..data.datasets import ImagePair
     from ..model.models import LoadedModel
+    from ..model.spec import OnnxModel
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,8 +55,8 @@ class TiledRun:
         self.resume = resume
         self.progress = progress
 
-    def analyze(self, pairs: Sequence[ImagePair], model: LoadedModel, settings: EngineSettings,
-                raster_dir: Path) -> PatchTable:
+    def analyze(self, pairs: Sequence[ImagePair], model: LoadedModel | OnnxModel,
+                settings: EngineSettings, raster_dir: Path) -> PatchTable:
         """`engine.analyze_images` over tiles; the rasters end up in `raster_dir`."""
         if model.path is None:
             raise ConfigurationError("a tiled run needs a model saved on disk (a folder or "

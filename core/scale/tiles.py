@@ -52,6 +52,7 @@ from ..progress import NULL_PROGRESS, Progress
 if TYPE_CHECKING:
     from ..data.datasets import ImagePair
     from ..model.models import LoadedModel
+    from ..model.spec import OnnxModel
     from .executors import DaskExecutor, InProcessExecutor
 
 #: Version of the tile file layout; a resumed run recomputes tiles of another version.
@@ -60,7 +61,7 @@ TILE_FORMAT = 1
 #: A model file's state: (name, size, mtime) of each of its files.
 FileState = tuple[tuple[str, int, int], ...]
 
-_MODELS: dict[tuple[str, FileState], LoadedModel] = {}
+_MODELS: dict[tuple[str, FileState], LoadedModel | OnnxModel] = {}
 
 
 # -- model cache ---------------------------------------------------------------------
@@ -71,15 +72,15 @@ def _file_state(path: Path) -> FileState:
                  if "onnx-cache" not in p.parts)
 
 
-def cached_model(model_path: str | Path) -> LoadedModel:
+def cached_model(model_path: str | Path) -> LoadedModel | OnnxModel:
     """Load the model at `model_path` once per process (cached by path and file state)."""
-    from ..model.models import load_model
+    from ..model.loading import load_any  # an ONNX file needs no torch
 
     p = Path(model_path).resolve()
     key = (str(p), _file_state(p))
     if key not in _MODELS:
         _MODELS.clear()  # one model per worker process at a time
-        _MODELS[key] = load_model(p)
+        _MODELS[key] = load_any(p)
     return _MODELS[key]
 
 
@@ -347,8 +348,8 @@ def publish_rasters(table: PatchTable, raster_dir: str | Path) -> None:
             setattr(im, f, str(dst))
 
 
-def remember_model(model: LoadedModel) -> None:
-    """Seed this process's model cache with an already loaded `LoadedModel`."""
+def remember_model(model: LoadedModel | OnnxModel) -> None:
+    """Seed this process's model cache with an already loaded model."""
     if model.path is not None:
         p = Path(model.path).resolve()
         _MODELS.clear()

@@ -37,7 +37,7 @@ def test_worker_environment_reports_everything():
         assert rep["device"]["cuda"] and rep["device"]["summary"].startswith("GPU: ")
     else:
         assert rep["device"]["summary"] == "no GPU: CPU with onnxruntime"
-    assert all(rep["commands"].values())
+    assert all(rep["commands"].values()) and rep["role"] == "full worker"
 
 
 @pytest.mark.skipif(not SYSTEM_PY.is_file(), reason="needs a system Python without torch")
@@ -53,9 +53,13 @@ def test_python_without_torch_says_what_to_install(tmp_path):
     assert rep["ok"] is False and "torch" in rep["missing"]
     assert rep["packages"]["torch"]["error"] == "ModuleNotFoundError: No module named 'torch'"
     assert rep["commands"]["analyze"] is False and rep["commands"]["info"] is True
+    assert rep["role"] == "incomplete"
     pins = check_env.read_pins(ROOT)
     assert pins["torch"] in rep["install"][0] and str(SYSTEM_PY) in rep["install"][0]
-    assert any(f"-r {ROOT / 'requirements.txt'}" in line for line in rep["install"])
+    assert any(f"--require-hashes -r {ROOT / 'requirements.lock'}" in line
+               for line in rep["install"])
+    assert any("field worker" in line and str(ROOT / "requirements-field.lock") in line
+               for line in rep["install"])
     table = run_check(str(SYSTEM_PY), env)
     assert "MISSING (ModuleNotFoundError: No module named 'torch')" in table.stdout
     assert "to install the missing packages:" in table.stdout
@@ -93,3 +97,26 @@ def test_report_formats_missing_and_old_packages(monkeypatch):
     assert "version 1.8.5 is too old, need >= 2.0" in text
     assert "MISSING (ModuleNotFoundError: x)" in text
     assert "ready for   info, export-tasks" in text
+
+
+def test_field_worker_role(monkeypatch):
+    """No torch, smp or scikit-learn but onnxruntime: a field worker, and that is fine."""
+    absent = {"torch", "torchvision", "segmentation_models_pytorch", "safetensors", "sklearn"}
+
+    def fake(module):
+        if module in absent:
+            return {"ok": False, "version": None, "error": "ModuleNotFoundError: x"}
+        return {"ok": True, "version": "1.0", "error": None}
+
+    monkeypatch.setattr(check_env, "_probe", fake)
+    rep = check_env.report(ROOT)
+    assert rep["role"] == "field worker: estimate only" and rep["ok"] is True
+    assert rep["commands"]["estimate"] and not rep["commands"]["analyze"]
+    assert not rep["commands"]["train"]
+    assert rep["device"]["summary"] == "no GPU: CPU with onnxruntime"
+    text = check_env.format_report(rep)
+    assert "worker      field worker: estimate only" in text
+    assert "to make it a full worker" in text and "requirements.lock" in text
+    absent.add("onnxruntime")  # neither back end: nothing can estimate
+    rep = check_env.report(ROOT)
+    assert rep["role"] == "incomplete" and rep["ok"] is False

@@ -186,11 +186,13 @@ def test_analyze_a_checkpoint_with_its_architecture(tiny_run, tmp_path):
     assert Bundle(tmp_path / "ckpt.segx").manifest["n_patches"] > 0
 
 
-def test_an_onnx_file_alone_is_refused_with_what_to_do(tiny_run, tmp_path, capsys):
-    onnx = tmp_path / "model.onnx"
-    onnx.write_bytes(b"not needed: refused by name")
+def test_an_onnx_file_that_is_no_model_is_refused_with_what_to_do(tiny_run, tmp_path,
+                                                                   capsys):
+    onnx = tmp_path / "model.onnx"  # ONNX files are models (test_onnx_model.py): not this
+    onnx.write_bytes(b"not an ONNX model")
     rc = main(["analyze", "--data", str(tiny_run.data / "train"), "--model", str(onnx),
                "--out", str(tmp_path / "x.segx"), "--progress", "none"])
     assert rc == 2
     err = capsys.readouterr().err
-    assert "model.onnx" in err and "model folder or checkpoint" in err
+    assert "model.onnx" in err and "segexplain export-onnx" in err
+    assert not (tmp_path / "x.segx").exists()

@@ -23,7 +23,7 @@ from qgis.core import (
     QgsVectorLayer,
 )
 from segexplain.core.errors import CancelledError, InputError, WorkerError
-from segexplain.segexplain_qgis import inputs, settings
+from segexplain.segexplain_qgis import inputs, process, settings
 from segexplain.segexplain_qgis.dialogs import AnalyzeDialog, EstimateDialog
 from segexplain.segexplain_qgis.worker import (
     CoreTask,
@@ -38,6 +38,16 @@ from segexplain.segexplain_qgis.worker import (
 pytestmark = pytest.mark.qgis
 VENV_PY = sys.executable
 SYSTEM_PY = "/usr/bin/python3"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args) -> None:
+    """The core command line in the worker environment (never torch inside QGIS)."""
+    import subprocess
+
+    cmd = [VENV_PY, "-m", "segexplain.core.cli", *map(str, args), "--progress", "none"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"{cmd} exited {proc.returncode}: {proc.stderr[-2000:]}"
 
 
 def wait_task(task: QgsTask, timeout: float = 600) -> None:
@@ -135,6 +145,11 @@ def test_explain_failure_says_what_to_do():
         "event": "error", "error": "RuntimeError",
         "message": "unexpected ModuleNotFoundError: No module named 'torch' (run again...)"}, [])
     assert "cannot import torch" in torch and "pip install" in torch and "Settings" in torch
+    dep = explain_failure("/opt/field/python", 2, {
+        "event": "error", "error": "DependencyError",
+        "message": "analyze needs scikit-learn (PCA), which this Python lacks: install X"}, [])
+    assert dep.startswith("the worker Python /opt/field/python: analyze needs scikit-learn")
+    assert "Settings" in dep
     core = explain_failure("py", 2, {"event": "error", "error": "GridMismatchError",
                                      "message": "label x.tif: CRS differs; reproject it"}, [])
     assert core == "label x.tif: CRS differs; reproject it"
@@ -243,7 +258,8 @@ def test_python_without_torch_gives_explained_error(qgis_iface, tmp_path, tiny_r
     QgsApplication.taskManager().addTask(task)
     wait_task(task, 120)
     assert task.result is None
-    assert "cannot import" in task.message and "Settings" in task.message
+    assert "analyze needs" in task.message and "torch" in task.message
+    assert SYSTEM_PY in task.message and "Settings" in task.message
     assert "Traceback" not in task.message and "\n" not in task.message
     assert task.message in " ".join(qgis_iface.messageBar().get_messages(Qgis.Critical))
     assert not list(out.parent.iterdir())
@@ -366,6 +382,86 @@ def test_worker_run_cancel_unit(tmp_path):
     with pytest.raises(CancelledError):
         run.run(is_cancelled=lambda: True)
     assert run.proc.poll() is not None and not alive(run.pid)
+
+
+@pytest.mark.slow
+def test_onnx_model_choice_runs_analyze_and_estimate_dialogs(plugin, tmp_path, tiny_run):
+    """The dialogs' "ONNX file" model kind: the file alone analyses and estimates."""
+    onnx = tmp_path / "model" / "tiny.onnx"
+    cli("export-onnx", tiny_run.model, onnx, "--patch-size", 64)
+    dlg = plugin.runs.show_analyze()
+    dlg.imagery.mode.setCurrentIndex(2)  # folder (labels found with the imagery)
+    dlg.imagery.folder.setFilePath(str(tiny_run.data / "train"))
+    dlg.model.kind.setCurrentIndex([k for k, _ in dlg.model.KINDS].index("onnx"))
+    dlg.model.file.setFilePath(str(onnx))
+    dlg.patch.setValue(64)
+    dlg.out_folder.setFilePath(str(tmp_path))
+    dlg.out_name.setText("from-onnx")
+    task = dlg.start()
+    assert task is not None, dlg.status.text()
+    assert task.worker.argv[task.worker.argv.index("--model") + 1] == str(onnx)
+    wait_task(task, 600)
+    assert task.result is not None, task.message
+    ref = tmp_path / "from-onnx.segx"
+    manifest = json.loads((ref / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["model"]["format"] == "onnx"
+    assert Path(manifest["model"]["path"]) == onnx.resolve()
+    assert Path(plugin.dock.base.key) == ref.resolve()
+
+    est = plugin.runs.show_estimate()
+    est.reference.setFilePath(str(ref))  # pre-fills the ONNX file it was made with
+    assert est.model.kind.currentData() == "onnx"
+    assert Path(est.model.file.filePath()) == onnx.resolve()
+    est.imagery.mode.setCurrentIndex(2)
+    est.imagery.folder.setFilePath(str(tiny_run.data / "new"))
+    est.out_folder.setFilePath(str(tmp_path))
+    est.out_name.setText("field")
+    task = est.start()
+    assert task is not None, est.status.text()
+    wait_task(task, 600)
+    assert task.result is not None, task.message
+    em = json.loads((tmp_path / "field.segx" / "manifest.json").read_text())
+    assert em["kind"] == "estimate" and em["model"]["format"] == "onnx"
+    assert em["n_patches"] > 0
+
+
+def test_process_group_start_and_kill_windows_branch(tmp_path, monkeypatch):
+    """The Windows branch: new process group, then `taskkill /PID PID /T /F` ends the tree.
+
+    Here `taskkill` is a stand-in on PATH that ends the process group it is given, so
+    the real child and grandchild must be gone afterwards, and the call is recorded.
+    """
+    assert process.group_kwargs(windows=True) == {
+        "creationflags": process.CREATE_NEW_PROCESS_GROUP | process.CREATE_NO_WINDOW}
+    assert process.group_kwargs(windows=False) == {"start_new_session": True}
+    if process.WINDOWS:
+        import subprocess as sp
+
+        assert process.CREATE_NEW_PROCESS_GROUP == sp.CREATE_NEW_PROCESS_GROUP
+        assert process.CREATE_NO_WINDOW == sp.CREATE_NO_WINDOW
+    calls = tmp_path / "taskkill.calls"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "taskkill").write_text(textwrap.dedent(f"""\
+        #!/bin/bash
+        echo "$@" >> {calls}
+        [ "$1" = /PID ] && [ "$3" = /T ] && [ "$4" = /F ] && kill -KILL -- -"$2"
+        """))
+    (bin_dir / "taskkill").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    import subprocess as sp
+
+    proc = sp.Popen(["bash", "-c", "sleep 300 & echo $!; wait"], stdout=sp.PIPE, text=True,
+                    **process.group_kwargs(windows=False))
+    grandchild = int(proc.stdout.readline())
+    process.kill_group(proc, windows=True)
+    proc.wait(timeout=30)
+    assert calls.read_text().split() == ["/PID", str(proc.pid), "/T", "/F"]
+    for _ in range(50):
+        if not alive(grandchild):
+            break
+        time.sleep(0.1)
+    assert not alive(grandchild) and not alive(proc.pid)
 
 
 def test_worker_that_ignores_sigterm_is_killed_with_its_children(tmp_path):
