@@ -12,6 +12,8 @@ QgsProcessingException.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from qgis.core import (
@@ -35,13 +37,26 @@ from qgis.core import (
 
 from ...core.engine.records import IOU_CONVENTION_QUESTION
 from ...core.errors import CancelledError, SegexplainError
-from .. import settings
 from ..worker import StageProgress, WorkerRun, log_output
 from . import arguments as a
 from .arguments import WorkerCall
 
 FOLDER = QgsProcessingParameterFile.Behavior.Folder
 FILE = QgsProcessingParameterFile.Behavior.File
+
+
+@contextmanager
+def explained() -> Iterator[None]:
+    """Errors as a one-line QgsProcessingException (Processing shows its text as is)."""
+    try:
+        yield
+    except QgsProcessingException:
+        raise
+    except SegexplainError as exc:
+        raise QgsProcessingException(str(exc)) from exc
+    except Exception as exc:  # a bug: one line, never a traceback in the message bar
+        raise QgsProcessingException(
+            f"unexpected {type(exc).__name__}: {exc}; see the segexplain log panel") from exc
 
 
 class CoreAlgorithm(QgsProcessingAlgorithm):
@@ -60,36 +75,27 @@ class CoreAlgorithm(QgsProcessingAlgorithm):
     def createInstance(self) -> QgsProcessingAlgorithm:
         return type(self)()
 
-    def worker_call(self, parameters: dict[str, Any], context: QgsProcessingContext
-                    ) -> WorkerCall:
-        """The worker command for `parameters`; errors as QgsProcessingException."""
-        try:
-            return a.worker_call(self, parameters, context)
-        except SegexplainError as exc:
-            raise QgsProcessingException(str(exc)) from exc
-
     def prepareAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,
                          feedback: QgsProcessingFeedback) -> bool:
-        self.call = self.worker_call(parameters, context)
+        with explained():
+            self.call = a.worker_call(self, parameters, context)
         if feedback is not None:
             if self.call.staging is not None:  # also a run cancelled before it started
                 feedback.canceled.connect(self.call.remove_staging)
-            feedback.pushInfo(f"worker: {settings.worker_python()} -m segexplain.core.cli "
+            feedback.pushInfo(f"worker: {self.call.python} -m segexplain.core.cli "
                               f"{self.call.command} {' '.join(self.call.args)}")
         return True
 
     def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:
-        call = self.call if self.call is not None else self.worker_call(parameters, context)
+        with explained():
+            call = self.call if self.call is not None else a.worker_call(self, parameters,
+                                                                         context)
         self.call = None
         try:
-            return self.outputs(self.run_core(call, feedback or QgsProcessingFeedback()), call)
-        except QgsProcessingException:
-            raise
-        except Exception as exc:  # a bug: one line, never a traceback in the message bar
-            raise QgsProcessingException(
-                f"unexpected {type(exc).__name__}: {exc}; see the segexplain log panel"
-            ) from exc
+            with explained():
+                return self.outputs(self.run_core(call, feedback or QgsProcessingFeedback()),
+                                    call)
         finally:
             call.remove_staging()
 
@@ -105,18 +111,18 @@ class CoreAlgorithm(QgsProcessingAlgorithm):
             elif kind == "log":
                 feedback.pushInfo(str(event.get("message", "")))
 
-        run = WorkerRun(settings.worker_python(), call.command, call.args, out=call.bundle)
+        run = WorkerRun(call.python, call.command, call.args, out=call.bundle)
         ok = False
         try:
             result = run.run(on_event, feedback.isCanceled)
             ok = True
             return result
-        except CancelledError as exc:
-            raise QgsProcessingException(str(exc)) from exc
-        except SegexplainError as exc:
+        except CancelledError:
+            raise
+        except SegexplainError:
             for line in list(run.stderr_tail)[-20:]:
                 feedback.pushDebugInfo(line)
-            raise QgsProcessingException(str(exc)) from exc
+            raise
         finally:
             log_output(run, ok)
 

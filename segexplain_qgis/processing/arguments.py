@@ -32,7 +32,7 @@ from qgis.core import (
 
 from ...core.engine.records import IOU_CONVENTIONS
 from ...core.errors import InputError
-from .. import inputs
+from .. import inputs, settings
 
 # parameter names, shared by the algorithms' definitions and the dialogs
 INPUT, FOLDER, LABELS = "INPUT", "FOLDER", "LABELS"
@@ -56,6 +56,7 @@ class WorkerCall:
     output: str = ""               # the OUTPUT result: bundle folder or tasks file
     bundle: Path | None = None     # a bundle (half-written ones are removed on failure)
     staging: Path | None = None    # staged inputs, removed by `remove_staging`
+    python: str = field(default_factory=lambda: settings.worker_python())  # as set now
     _finalizer: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
