@@ -42,7 +42,7 @@ class DataArgs:
 
 
 def new_staging() -> Path:
-    """Return a fresh staging folder (removed by the task when the run ends)."""
+    """Return a fresh staging folder (removed by the algorithm when the run ends)."""
     return Path(tempfile.mkdtemp(prefix="segexplain-inputs-"))
 
 

@@ -5,10 +5,12 @@
 turns the protocol of core/progress.py into events, cancels politely then by force
 (the whole group, so helper processes go too; `process` has the POSIX and Windows
 ways) and removes a half-written bundle
-(`NAME.segx.partial-PID`) that a killed worker leaves behind. `CoreTask` wraps it in a
-QgsTask: the run happens in QGIS's task manager thread, progress goes to the task
-manager and to the dialog through signals, and `finished` (main thread) opens the bundle
-or shows the explained error in the message bar. The main thread only draws.
+(`NAME.segx.partial-PID`) that a killed worker leaves behind. The Processing algorithms
+run it for the toolbox, `qgis_process` and the Analyze / Estimate dialogs. `CoreTask`
+wraps it in a QgsTask of its own (the Settings dialog's environment check): the run
+happens in QGIS's task manager thread, progress goes to the task manager and to the
+dialog through signals, and `finished` (main thread) hands over the result or shows the
+explained error in the message bar. The main thread only draws.
 """
 
 from __future__ import annotations
@@ -288,6 +290,14 @@ class WorkerRun:
                 self.stderr_tail.append(line.rstrip("\r\n"))
 
 
+def log_output(run: WorkerRun, ok: bool) -> None:
+    """The worker's command line and last 400 output lines, to the segexplain log panel."""
+    log = "\n".join(run.output[-400:])
+    if log:  # QgsMessageLog may be called from any thread
+        QgsMessageLog.logMessage(f"{' '.join(run.argv)}\n{log}", LOG_TAG,
+                                 Qgis.MessageLevel.Info if ok else Qgis.MessageLevel.Warning)
+
+
 # -- QGIS task --------------------------------------------------------------------------
 class CoreTask(QgsTask):
     """A core command run as a QGIS background task (progress in the task manager).
@@ -346,10 +356,7 @@ class CoreTask(QgsTask):
         self.workerEvent.emit(event)
 
     def finished(self, ok: bool) -> None:  # main thread
-        log = "\n".join(self.worker.output[-400:])
-        if log:
-            QgsMessageLog.logMessage(f"{' '.join(self.worker.argv)}\n{log}", LOG_TAG,
-                                     Qgis.MessageLevel.Info if ok else Qgis.MessageLevel.Warning)
+        log_output(self.worker, ok)
         if ok and self.result is not None:
             self.succeeded.emit(self.result)
             if self.on_done is not None:
@@ -370,7 +377,12 @@ class CoreTask(QgsTask):
         self._bar(msg, Qgis.MessageLevel.Critical)
 
     def _bar(self, text: str, level: Any) -> None:
-        if self.iface is not None:
-            critical = level == Qgis.MessageLevel.Critical
-            self.iface.messageBar().pushMessage(LOG_TAG, text, level=level,
-                                                duration=0 if critical else 8)
+        push_message(self.iface, text, level)
+
+
+def push_message(iface: Any, text: str, level: Any) -> None:
+    """Show `text` in the message bar (errors stay until closed); no-op without iface."""
+    if iface is not None:
+        critical = level == Qgis.MessageLevel.Critical
+        iface.messageBar().pushMessage(LOG_TAG, text, level=level,
+                                       duration=0 if critical else 8)

@@ -109,6 +109,11 @@ def test_bad_parameters_raise_processing_errors(plugin, tmp_path):
     with pytest.raises(QgsProcessingException, match="exactly one of"):
         alg.processAlgorithm(params, QgsProcessingContext(), feedback)
     assert not list(tmp_path.glob("x.segx*"))
+    # run as the toolbox and the dialogs run it: refused while it is prepared
+    params.update({"MODEL": str(tmp_path), "PATCH_SIZE": 64, "STRIDE": 128})
+    results, ok = alg.run(params, QgsProcessingContext(), feedback)
+    assert not ok and "stride 128 px is larger than the patch size 64 px" in feedback.textLog()
+    assert not list(tmp_path.glob("x.segx*"))
 
 
 @pytest.mark.slow
@@ -136,3 +141,11 @@ def test_qgis_process_runs_export_tasks(tiny_run, tmp_path):
     assert doc["results"]["MAP"] == counts.get("map", 0)
     assert doc["results"]["CHECK"] == counts.get("check", 0)
     assert Path(doc["results"]["OUTPUT"]).resolve() == out.resolve()
+    # analyze: the same checks as the dialogs (one argument builder), nothing written
+    refused = subprocess.run([exe, "run", "segexplain:analyze", "--",
+                              f"FOLDER={tiny_run.data / 'train'}", f"MODEL={tiny_run.model}",
+                              "PATCH_SIZE=64", "STRIDE=128", f"OUTPUT={tmp_path / 'x.segx'}"],
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0
+    assert "stride 128 px is larger than the patch size 64 px" in refused.stdout + refused.stderr
+    assert not list(tmp_path.glob("x.segx*"))

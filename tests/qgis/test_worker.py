@@ -1,12 +1,10 @@
-"""Runs from QGIS: the worker process, the QgsTask, the dialogs, settings and inputs."""
+"""Runs from QGIS: the worker process, the QgsTask, settings, inputs (dialogs: test_dialogs)."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -24,7 +22,6 @@ from qgis.core import (
 )
 from segexplain.core.errors import CancelledError, InputError, WorkerError
 from segexplain.segexplain_qgis import inputs, process, settings
-from segexplain.segexplain_qgis.dialogs import AnalyzeDialog, EstimateDialog
 from segexplain.segexplain_qgis.worker import (
     CoreTask,
     StageProgress,
@@ -291,75 +288,7 @@ def test_cancel_stops_worker_and_leaves_no_bundle(qgis_app, tmp_path, tiny_run):
     assert sorted(tmp_path.iterdir()) == []
 
 
-# -- dialogs and settings ---------------------------------------------------------------
-@pytest.mark.slow
-def test_analyze_dialog_runs_in_background_and_opens_bundle(plugin, tmp_path, tiny_run,
-                                                            qgis_iface):
-    images = sorted((tiny_run.data / "train" / "images").glob("*.tif"))[:4]
-    dlg = plugin.runs.show_analyze()
-    assert isinstance(dlg, AnalyzeDialog) and dlg.isVisible()
-    dlg.imagery.mode.setCurrentIndex(1)  # image files
-    dlg.imagery.files.setFilePath(" ".join(f'"{p}"' for p in images))
-    dlg.labels.mode.setCurrentIndex(dlg.labels.modes.index("Label files"))
-    gt = tiny_run.data / "train" / "gt"
-    dlg.labels.files.setFilePath(" ".join(f'"{gt / p.name}"' for p in reversed(images)))
-    dlg.model.folder.setFilePath(str(tiny_run.model))
-    dlg.iou.setCurrentIndex(2)  # exclude
-    dlg.patch.setValue(64)  # 4 small tiles -> 64 patches, enough for cross-validation
-    dlg.out_folder.setFilePath(str(tmp_path))
-    dlg.out_name.setText("four")
-    task = dlg.start()
-    assert task is not None, dlg.status.text()
-    staging = task.cleanup[0]
-    assert staging.is_dir() and not dlg.run_button.isEnabled()
-    stages = []
-    task.workerEvent.connect(lambda e: stages.append(e.get("stage")) if e.get("event") == "stage"
-                       else None)
-    wait_task(task, 600)
-    bundle = tmp_path / "four.segx"
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    assert manifest["complete"] and manifest["iou_convention"] == "exclude"
-    assert manifest["patch_size"] == 64 and manifest["n_patches"] == 64
-    assert sorted(Path(im["path"]) for im in manifest["images"]) == sorted(
-        p.resolve() for p in images)  # real files, not the staging links
-    assert not staging.exists() and "infer" in stages
-    assert dlg.progress.value() == 100 and dlg.run_button.isEnabled()
-    assert task.run_thread is not None and task.run_thread != threading.get_ident()
-    assert plugin.dock is not None and plugin.dock.base is not None
-    assert Path(plugin.dock.base.key) == bundle.resolve()
-
-
-@pytest.mark.slow
-def test_estimate_dialog_prefills_model_and_opens_estimate(plugin, tmp_path, tiny_run):
-    dlg = plugin.runs.show_estimate()
-    dlg.reference.setFilePath(str(tiny_run.bundle))
-    manifest = json.loads((tiny_run.bundle / "manifest.json").read_text())
-    assert Path(dlg.model.folder.filePath()) == Path(manifest["model"]["path"])
-    dlg.imagery.mode.setCurrentIndex(2)  # folder
-    dlg.imagery.folder.setFilePath(str(tiny_run.data / "new"))
-    dlg.encoder_only.setChecked(True)
-    dlg.out_folder.setFilePath(str(tmp_path))
-    dlg.out_name.setText("field")
-    task = dlg.start()
-    assert task is not None, dlg.status.text()
-    wait_task(task, 600)
-    est = json.loads((tmp_path / "field.segx" / "manifest.json").read_text())
-    assert est["kind"] == "estimate" and task.result["kind"] == "estimate"
-    assert plugin.dock is not None and any(
-        Path(s.key) == (tmp_path / "field.segx").resolve() for s in plugin.dock.sessions)
-
-
-def test_dialog_input_errors_stay_in_the_dialog(plugin, tmp_path):
-    dlg = plugin.runs.show_estimate()
-    assert isinstance(dlg, EstimateDialog)
-    dlg.imagery.mode.setCurrentIndex(2)
-    dlg.imagery.folder.setFilePath(str(tmp_path))
-    dlg.reference.setFilePath(str(tmp_path / "none.segx"))
-    assert dlg.start() is None and dlg.task is None
-    assert "reference" in dlg.status.text() and "manifest.json" in dlg.status.text()
-    assert dlg._staging is None and dlg.run_button.isEnabled()
-
-
+# -- settings ---------------------------------------------------------------------------
 @pytest.mark.slow
 def test_settings_check_environment(plugin, tmp_path):
     dlg = plugin.runs.show_settings()
@@ -382,47 +311,6 @@ def test_worker_run_cancel_unit(tmp_path):
     with pytest.raises(CancelledError):
         run.run(is_cancelled=lambda: True)
     assert run.proc.poll() is not None and not alive(run.pid)
-
-
-@pytest.mark.slow
-def test_onnx_model_choice_runs_analyze_and_estimate_dialogs(plugin, tmp_path, tiny_run):
-    """The dialogs' "ONNX file" model kind: the file alone analyses and estimates."""
-    onnx = tmp_path / "model" / "tiny.onnx"
-    cli("export-onnx", tiny_run.model, onnx, "--patch-size", 64)
-    dlg = plugin.runs.show_analyze()
-    dlg.imagery.mode.setCurrentIndex(2)  # folder (labels found with the imagery)
-    dlg.imagery.folder.setFilePath(str(tiny_run.data / "train"))
-    dlg.model.kind.setCurrentIndex([k for k, _ in dlg.model.KINDS].index("onnx"))
-    dlg.model.file.setFilePath(str(onnx))
-    dlg.patch.setValue(64)
-    dlg.out_folder.setFilePath(str(tmp_path))
-    dlg.out_name.setText("from-onnx")
-    task = dlg.start()
-    assert task is not None, dlg.status.text()
-    assert task.worker.argv[task.worker.argv.index("--model") + 1] == str(onnx)
-    wait_task(task, 600)
-    assert task.result is not None, task.message
-    ref = tmp_path / "from-onnx.segx"
-    manifest = json.loads((ref / "manifest.json").read_text())
-    assert manifest["complete"] and manifest["model"]["format"] == "onnx"
-    assert Path(manifest["model"]["path"]) == onnx.resolve()
-    assert Path(plugin.dock.base.key) == ref.resolve()
-
-    est = plugin.runs.show_estimate()
-    est.reference.setFilePath(str(ref))  # pre-fills the ONNX file it was made with
-    assert est.model.kind.currentData() == "onnx"
-    assert Path(est.model.file.filePath()) == onnx.resolve()
-    est.imagery.mode.setCurrentIndex(2)
-    est.imagery.folder.setFilePath(str(tiny_run.data / "new"))
-    est.out_folder.setFilePath(str(tmp_path))
-    est.out_name.setText("field")
-    task = est.start()
-    assert task is not None, est.status.text()
-    wait_task(task, 600)
-    assert task.result is not None, task.message
-    em = json.loads((tmp_path / "field.segx" / "manifest.json").read_text())
-    assert em["kind"] == "estimate" and em["model"]["format"] == "onnx"
-    assert em["n_patches"] > 0
 
 
 def test_process_group_start_and_kill_windows_branch(tmp_path, monkeypatch):
