@@ -19,8 +19,10 @@ from ..errors import BundleError, ConfigurationError
 from .clustering import cluster_table
 from .estimators import MLPIoUEstimator, build_features, regression_scores
 from .fit import has_uncertainty
+from .label_errors import label_error_score
 from .latent import LatentPCA, whiten
 from .novelty import KNNNovelty, auroc
+from .region import has_confusion_inputs, model_from_manifest, region_report
 from .stats import run_statistics
 
 
@@ -62,6 +64,8 @@ class Estimate:
     novelty_auroc: float | None = None
     clusters: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+    region: dict[str, Any] | None = None          # region-level estimate (region.py)
+    label_error: np.ndarray | None = None         # (N,) label-disagreement score
 
 
 def reference_estimators(ref: Reference) -> dict[str, tuple[MLPIoUEstimator, list[str]]]:
@@ -137,5 +141,10 @@ def estimate_table(table: PatchTable, ref: Reference) -> Estimate:
             out.novelty_auroc = auroc(dist, val)
     if n >= 1:
         out.clusters = cluster_table(cluster, latent[:, :dims], table.columns)
+    entry = ref.manifest.get("region")
+    if entry and has_confusion_inputs(table.columns):
+        model = model_from_manifest(entry, {a: ref.array(a) for a in entry["arrays"]})
+        out.region = region_report(model, latent, table.columns, pct, entry["interval"])
+    out.label_error = label_error_score(table.columns)
     out.stats = run_statistics(table)
     return out

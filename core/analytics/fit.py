@@ -14,6 +14,7 @@ import numpy as np
 
 from ..engine.records import UNCERTAINTY_COLUMNS, PatchTable
 from ..progress import NULL_PROGRESS, Progress
+from .baselines import LeaveOneOut, fit_region_level
 from .clustering import LatentClustering, cluster_table
 from .estimators import (
     ESTIMATOR_PARAMS,
@@ -25,8 +26,10 @@ from .estimators import (
     feature_names,
     regression_scores,
 )
+from .label_errors import label_error_score
 from .latent import LatentPCA, plane_grid, whiten
 from .novelty import KNNNovelty, knn_distance
+from .region import RegionModel
 from .stats import run_statistics
 
 #: minimum labelled patches (and images) to fit and validate the estimators
@@ -64,6 +67,9 @@ class Analysis:
     stats: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    region_model: RegionModel | None = None              # region-level methods (region.py)
+    baselines: LeaveOneOut | None = None                 # their leave-one-region-out figures
+    label_error: np.ndarray | None = None                # (N,) label-disagreement score
 
 
 def has_uncertainty(table: PatchTable) -> bool:
@@ -166,5 +172,16 @@ def analyze_table(table: PatchTable, *, n_components: int = 50, clusters_max: in
         res.novelty_pct = nov.percentile(dist)
     progress.advance()
     res.timings["novelty"] = time.perf_counter() - t0
+
+    # -- region level (region.py, baselines.py) and label errors ----------------------
+    t0 = time.perf_counter()
+    progress.stage("region methods", 1)
+    k_full = min(ESTIMATOR_SPECS["full"][0], latent.shape[1],
+                 max(2, int(labelled.sum()) // PATCHES_PER_COMPONENT))
+    res.region_model, res.baselines = fit_region_level(table, latent, n_latent=k_full,
+                                                       seed=seed)
+    res.label_error = label_error_score(table.columns)
+    progress.advance()
+    res.timings["region"] = time.perf_counter() - t0
     res.stats = run_statistics(table)
     return res

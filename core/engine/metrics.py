@@ -12,6 +12,15 @@ IoU conventions for a patch where label and prediction are both empty (IoU = 0/0
 
 Precision is NaN where nothing is predicted, recall NaN where the label is empty, and
 the mean confidence NaN where nothing is predicted: these are undefined, not zero.
+
+Besides the scores, the engine keeps per patch what later estimates of the confusion
+need without the pixels: the expected false-positive / false-negative shares if the
+probabilities were calibrated (`soft_fp_frac`, `soft_fn_frac`), a histogram of the
+logits (`logit_hist`, HIST_BINS bins of HIST_WIDTH from -HIST_LIMIT to +HIST_LIMIT, the
+end bins open), and, with labels, the share of pixels where a confident prediction
+contradicts the label (`conf_fp_frac`: p >= CONFIDENT, label empty; `conf_fn_frac`:
+p <= 1 - CONFIDENT, label building), after a 3 x 3 opening that drops the one- or
+two-pixel seams along building outlines.
 """
 
 from __future__ import annotations
@@ -26,7 +35,20 @@ THRESHOLD = 0.5
 #: Probabilities strictly between these bounds count as uncertain.
 UNCERTAIN_LOW, UNCERTAIN_HIGH = 0.25, 0.75
 
+#: Logit histogram: HIST_BINS bins of HIST_WIDTH logit units from -HIST_LIMIT (bin 0
+#: takes everything below, the last bin everything above); bins HIST_BINS // 2 and up
+#: hold the predicted building pixels (p >= THRESHOLD, logit >= 0).
+HIST_LIMIT, HIST_BINS = 8.0, 32
+HIST_WIDTH = 2 * HIST_LIMIT / HIST_BINS
+#: Probability from which a prediction is confident (logit 2.2); pixels where a
+#: confident prediction contradicts the label count as possible label errors.
+CONFIDENT = 0.9
+
 _EPS = 1e-7
+#: inner bin edges of the logit histogram as probabilities (float32 comparisons)
+_HIST_EDGES_P = (1.0 / (1.0 + np.exp(-np.linspace(-HIST_LIMIT, HIST_LIMIT, HIST_BINS + 1)
+                                      [1:-1]))).astype(np.float32)
+_HIST_EDGES_P[HIST_BINS // 2 - 1] = THRESHOLD  # logit 0 is exactly the decision threshold
 
 
 def check_convention(convention: str) -> str:
@@ -104,6 +126,53 @@ def uncertainty(prob: np.ndarray, valid: np.ndarray | None = None) -> dict[str, 
     }
 
 
+def logit_histogram(prob: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """(B, HIST_BINS) int32 counts of valid pixels per logit bin (see HIST_LIMIT)."""
+    p = _batch(np.asarray(prob, dtype=np.float32))
+    v = np.ones(p.shape, dtype=bool) if valid is None else _batch(np.asarray(valid, dtype=bool))
+    b = p.shape[0]
+    idx = np.searchsorted(_HIST_EDGES_P, p, side="right").astype(np.int64)
+    idx += (np.arange(b, dtype=np.int64) * HIST_BINS)[:, None, None]
+    return np.bincount(idx[v], minlength=b * HIST_BINS).reshape(b, HIST_BINS).astype(np.int32)
+
+
+def soft_errors(prob: np.ndarray, valid: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Expected false-positive and false-negative shares of valid pixels, per patch.
+
+    If the probabilities were calibrated, a predicted pixel (p >= THRESHOLD) would be
+    wrong with probability 1 - p and a background pixel with probability p.
+    """
+    p = _batch(np.asarray(prob, dtype=np.float32))
+    v = np.ones(p.shape, dtype=bool) if valid is None else _batch(np.asarray(valid, dtype=bool))
+    n_valid = np.count_nonzero(v, axis=(1, 2))
+    pred = p >= THRESHOLD
+    fp = np.where(pred & v, 1.0 - p, 0.0).sum(axis=(1, 2), dtype=np.float64)
+    fn = np.where(~pred & v, p, 0.0).sum(axis=(1, 2), dtype=np.float64)
+    return {"soft_fp_frac": _ratio(fp, n_valid), "soft_fn_frac": _ratio(fn, n_valid)}
+
+
+def confident_disagreement(prob: np.ndarray, label: np.ndarray,
+                           valid: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Shares of valid pixels where a confident prediction contradicts the label.
+
+    `conf_fp_frac`: p >= CONFIDENT where the label has no building (a building the labels
+    may lack); `conf_fn_frac`: p <= 1 - CONFIDENT where the label has one (a label the
+    imagery may not support). Each mask is opened with a 3 x 3 square first, so the thin
+    seams where prediction and label outlines differ by a pixel or two do not count.
+    """
+    from scipy.ndimage import binary_opening
+
+    p = _batch(np.asarray(prob, dtype=np.float32))
+    t = _batch(np.asarray(label)).astype(bool, copy=False)
+    v = np.ones(p.shape, dtype=bool) if valid is None else _batch(np.asarray(valid, dtype=bool))
+    square = np.ones((1, 3, 3), dtype=bool)  # opened per patch, never across patches
+    n_valid = np.count_nonzero(v, axis=(1, 2))
+    extra = binary_opening((p >= CONFIDENT) & ~t & v, structure=square)
+    missing = binary_opening((p <= 1.0 - CONFIDENT) & t & v, structure=square)
+    return {"conf_fp_frac": _ratio(np.count_nonzero(extra, axis=(1, 2)), n_valid),
+            "conf_fn_frac": _ratio(np.count_nonzero(missing, axis=(1, 2)), n_valid)}
+
+
 def patch_metrics(prob: np.ndarray, label: np.ndarray | None, valid: np.ndarray,
                   convention: str = "zero", with_uncertainty: bool = True,
                   ) -> dict[str, np.ndarray]:
@@ -112,7 +181,9 @@ def patch_metrics(prob: np.ndarray, label: np.ndarray | None, valid: np.ndarray,
     `prob` (B, H, W) building probabilities, `label` (B, H, W) 0/1 or None when the
     imagery has no ground truth (label columns become NaN), `valid` (B, H, W) bool.
     Keys: iou, accuracy, precision, recall, label_frac, pred_frac, entropy, confidence,
-    uncertain_frac, and, with labels, tp, fp, fn, tn.
+    uncertain_frac, soft_fp_frac, soft_fn_frac, conf_fp_frac, conf_fn_frac, tp, fp, fn, tn
+    (float64; the label-dependent ones NaN without labels) and logit_hist (B, HIST_BINS)
+    int32 (zeros without uncertainty).
     """
     check_convention(convention)
     p = _batch(np.asarray(prob, dtype=np.float32))
@@ -124,7 +195,8 @@ def patch_metrics(prob: np.ndarray, label: np.ndarray | None, valid: np.ndarray,
     out: dict[str, np.ndarray] = {"pred_frac": _ratio(n_pred, n_valid)}
     nan = np.full(b, np.nan)
     if label is None:
-        for k in ("iou", "accuracy", "precision", "recall", "label_frac"):
+        for k in ("iou", "accuracy", "precision", "recall", "label_frac", "conf_fp_frac",
+                  "conf_fn_frac", "tp", "fp", "fn", "tn"):
             out[k] = nan.copy()
     else:
         c = confusion_counts(pred, label, v)
@@ -134,10 +206,17 @@ def patch_metrics(prob: np.ndarray, label: np.ndarray | None, valid: np.ndarray,
         out["precision"] = _ratio(c["tp"], c["tp"] + c["fp"])
         out["recall"] = _ratio(c["tp"], c["tp"] + c["fn"])
         out["label_frac"] = _ratio(c["tp"] + c["fn"], n_valid)
-        out.update(c)
+        out.update({k: np.where(n_valid > 0, c[k], np.nan) for k in c})
+        if with_uncertainty:
+            out.update(confident_disagreement(p, label, v))
+        else:
+            out.update({k: nan.copy() for k in ("conf_fp_frac", "conf_fn_frac")})
     if with_uncertainty:
         out.update(uncertainty(p, v))
+        out.update(soft_errors(p, v))
+        out["logit_hist"] = logit_histogram(p, v)
     else:
-        for k in ("entropy", "confidence", "uncertain_frac"):
+        for k in ("entropy", "confidence", "uncertain_frac", "soft_fp_frac", "soft_fn_frac"):
             out[k] = nan.copy()
+        out["logit_hist"] = np.zeros((b, HIST_BINS), np.int32)
     return out

@@ -1,0 +1,81 @@
+"""Bundle entries for how far a region's figures can be trusted.
+
+Analysis bundles get the fitted region methods (ATC threshold, confusion estimators as
+arrays `region_{mlp2d,full}_{fp,fn}_*`), their leave-one-region-out comparison
+(`baselines`) and the label-disagreement scores; estimate bundles get the new region's
+headline estimate (`region_estimate`). Both get the per-patch fields `covered` and
+`label_error`. Formats: docs/bundle-format.md.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..analytics.region import COVERAGE_PERCENTILE, METHODS, Z90, covered
+from ..engine.metrics import CONFIDENT
+
+if TYPE_CHECKING:
+    from ..analytics.fit import Analysis
+    from .writer import BundleWriter
+
+#: how the label-disagreement score is made (manifest `label_errors`)
+LABEL_ERRORS = {
+    "field": "label_error",
+    "score": "conf_fp_frac + conf_fn_frac",
+    "conf_fp_frac": f"share of valid pixels with p >= {CONFIDENT} where the label has no "
+                    "building (a building the labels may lack)",
+    "conf_fn_frac": f"share of valid pixels with p <= {1 - CONFIDENT:.1f} where the label has "
+                    "a building (a label the imagery may not support)",
+    "opening": "3 x 3 square, per mask, before counting",
+}
+
+
+def patch_fields(novelty_pct: np.ndarray | None, label_error: np.ndarray | None,
+                 n: int) -> dict[str, np.ndarray]:
+    """The `covered` (1 / 0, -1 without novelty) and `label_error` patch columns."""
+    cov = (covered(novelty_pct).astype(np.int64) if novelty_pct is not None
+           else np.full(n, -1, np.int64))
+    err = label_error if label_error is not None else np.full(n, np.nan, np.float32)
+    return {"covered": cov, "label_error": err}
+
+
+def coverage_entry() -> dict[str, Any]:
+    """The manifest's `coverage`: which patches get a per-patch number."""
+    return {"field": "covered", "novelty_max": COVERAGE_PERCENTILE,
+            "meaning": "1: novelty <= novelty_max, inside the reference's coverage; 0: "
+                       "out of coverage, no per-patch estimate is claimed (show 'unknown'); "
+                       "-1: no novelty"}
+
+
+def write_region(writer: BundleWriter, res: Analysis) -> dict[str, Any]:
+    """Write the region model's arrays; returns the manifest entries to add."""
+    out: dict[str, Any] = {"coverage": coverage_entry(), "label_errors": LABEL_ERRORS}
+    model = res.region_model
+    if model is None:
+        return out
+    arrays: list[str] = []
+    estimators = {}
+    for kind, est in model.estimators.items():
+        named = est.to_arrays(f"region_{kind}")
+        for key, arr in named.items():
+            writer.write_array(key, arr)
+        arrays.extend(sorted(named))
+        estimators[kind] = {"features": est.features, "arrays": sorted(named),
+                            "targets": ["fp share of valid pixels", "fn share of valid pixels"]}
+    loo = res.baselines
+    out["region"] = {
+        "figure": "overall IoU = (sum P - sum fp) / (sum P + sum fn), P = predicted pixels",
+        "methods": list(METHODS), "headline": "gated",
+        "coverage_percentile": COVERAGE_PERCENTILE,
+        "atc_threshold": model.atc_threshold, "estimators": estimators, "arrays": arrays,
+        "interval": {"level": 0.9, "z": Z90,
+                     "method_rmse": loo.gated_rmse if loo is not None else None,
+                     "residual_sd": loo.residual_sd if loo is not None else {},
+                     "from": "leave-one-out RMSE of the gated method on the reference "
+                             "and the per-patch noise of the sums"},
+    }
+    if loo is not None:
+        out["baselines"] = loo.to_dict()
+    return out
