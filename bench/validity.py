@@ -1,0 +1,217 @@
+"""How far the numbers for a new region can be trusted, on the sample data, over seeds.
+
+For each seed: the demo model (trained with that seed unless --models gives it), then
+through the command line exactly as a user runs it: `analyze` the training regions,
+`estimate` the held-out region (`informal`), and `analyze` a copy of the training data
+whose labels were corrupted in known patch windows (`core.sample.corrupt`). From the
+bundles:
+
+- region level, by leave-one-region-out over the training regions (the analysis
+  bundle's `baselines`): each region's real overall IoU, every method's estimate and
+  error, MAE per method (gated: against its covered patches, over the regions where it
+  claims a figure), and the same for the held-out region (`region_estimate`);
+- per patch, the stronger estimator's grouped cross-validated MAE, R2 and Spearman, and
+  the AUROC of its estimate for finding failed patches (real IoU < 0.5);
+- novelty AUROC of the held-out region's patches against the reference val patches;
+- label-error AUROC: the label-disagreement score, corrupted windows vs the rest.
+
+The last line on stdout is one JSON object: per seed, then per figure the values over
+the seeds with their mean, min and max, and each goal with the seeds meeting it.
+
+    .venv/bin/python bench/validity.py [--seeds 0 1 2] [--models DIR] [--work DIR]
+    .venv/bin/python bench/validity.py --quick    # tiny model, small data: minutes, CI
+
+`--models DIR` takes DIR/seed<S> (made with `segexplain train --seed S`); without it
+each seed's model is trained (demo preset, about 10 minutes on a quiet 2-core machine;
+--quick: tiny preset, seconds). `--model PATH` uses one model for every seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: goal name -> (figure, comparison, threshold)
+GOALS = {
+    "region_mae_le_3_points": ("region_mae.gated", "<=", 0.03),
+    "region_mae_below_every_baseline": ("region_mae_margin", "<", 0.0),
+    "patch_spearman_ge_0.8": ("patch.spearman", ">=", 0.8),
+    "failure_auroc_ge_0.9": ("failure_auroc", ">=", 0.9),
+    "novelty_auroc_ge_0.95": ("novelty_auroc", ">=", 0.95),
+    "label_error_auroc_ge_0.9": ("label_error_auroc", ">=", 0.9),
+}
+BASELINES = ("mean_confidence", "atc", "mlp2d", "full")
+
+
+def log(msg: str) -> None:
+    """Progress for people, on stderr."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+def cli(*args: Any) -> None:
+    """Run the segexplain command line (as a user would); raise with its output on failure."""
+    cmd = [sys.executable, "-m", "segexplain.core.cli", *map(str, args), "--progress", "none"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+
+
+def auroc(pos: np.ndarray, neg: np.ndarray) -> float | None:
+    """P(score of a positive > score of a negative), ties half; None without both."""
+    from segexplain.core.analytics.novelty import auroc as _auroc
+
+    v = _auroc(pos, neg)
+    return None if not np.isfinite(v) else v
+
+
+def seed_run(seed: int, args: argparse.Namespace, data: Path, work: Path) -> dict[str, Any]:
+    """Every figure of one seed."""
+    from segexplain.core.bundle.reader import Bundle
+    from segexplain.core.sample.corrupt import corrupt_labels
+
+    ps = 64 if args.quick else 256
+    here = work / f"seed{seed}"
+    here.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    if args.model:
+        model = Path(args.model)
+    elif args.models:
+        model = Path(args.models) / f"seed{seed}"
+    else:
+        model = here / "model"
+        if not (model / "training_log.json").is_file():
+            log(f"seed {seed}: training the {'tiny' if args.quick else 'demo'} model")
+            cli("train", "--data", data / "train", "--out", model, "--seed", seed,
+                "--preset", "tiny" if args.quick else "demo")
+    train_log = json.loads((model / "training_log.json").read_text())
+    log(f"seed {seed}: analyze, estimate, corrupted-label analyze")
+    ref, new, bad = here / "ref.segx", here / "new.segx", here / "corrupt.segx"
+    cli("analyze", "--data", data / "train", "--model", model, "--out", ref,
+        "--patch-size", ps, "--seed", seed)
+    cli("estimate", "--data", data / "new", "--reference", ref, "--model", model, "--out", new)
+    windows = corrupt_labels(data / "train", here / "corrupt" / "train", patch_size=ps, seed=seed)
+    cli("analyze", "--data", here / "corrupt" / "train", "--model", model, "--out", bad,
+        "--patch-size", ps, "--seed", seed)
+
+    rb, nb, bb = Bundle(ref), Bundle(new), Bundle(bad)
+    loo = rb.manifest.get("baselines") or {}
+    out: dict[str, Any] = {"seed": seed, "model_val_iou": train_log.get("val_iou"),
+                           "model_steps": train_log.get("steps"),
+                           "model_train_seconds": train_log.get("seconds"),
+                           "iou_convention": rb.manifest.get("iou_convention")}
+    out["region_mae"] = loo.get("mae")
+    out["region_table"] = [
+        {"region": r.get(loo.get("unit", "region")), "real": r["real_iou"],
+         "real_covered": r["real_iou_covered"], "covered_share": r["covered_share"],
+         "estimates": r["estimates"], "errors": r["errors"],
+         "gated_interval": r.get("gated_interval"), "gated_in_interval": r.get("gated_in_interval")}
+        for r in loo.get("rows", [])]
+    out["region_gated_claims"] = sum(r["estimates"].get("gated") is not None
+                                     for r in loo.get("rows", []))
+    mae = out["region_mae"] or {}
+    base = [mae[m] for m in BASELINES if mae.get(m) is not None]
+    out["region_mae_margin"] = (mae["gated"] - min(base) if mae.get("gated") is not None
+                                and base else None)
+    reg = nb.manifest.get("region_estimate") or {}
+    out["held_out"] = {k: reg.get(k) for k in ("iou", "interval90", "real_iou",
+                                               "real_iou_covered", "covered_share",
+                                               "methods", "errors", "in_interval")}
+    full = (rb.manifest.get("estimators") or {}).get("full") or {}
+    out["patch"] = {k: full.get(k) for k in ("mae", "r2", "spearman", "n")}
+    cols = rb.patches
+    iou = np.asarray(cols["iou"], np.float64)
+    est = np.asarray(cols["est_iou"], np.float64)
+    ok = np.isfinite(iou) & np.isfinite(est)
+    fail = ok & (iou < 0.5)
+    out["failure_share"] = float(fail.sum() / max(ok.sum(), 1))
+    out["failure_auroc"] = auroc(-est[fail], -est[ok & ~fail])
+    out["novelty_auroc"] = (nb.manifest.get("novelty") or {}).get("auroc_vs_reference_val")
+    bc = bb.patches
+    key = {(w["image"], int(w["row_off"]), int(w["col_off"])) for w in windows}
+    hit = np.array([(str(i), int(r), int(c)) in key for i, r, c in
+                    zip(bc["image"], bc["row_off"], bc["col_off"], strict=True)])
+    score = np.asarray(bc["label_error"], np.float64)
+    lab = np.isfinite(score)
+    out["label_error_auroc"] = auroc(score[hit & lab], score[~hit & lab])
+    split = np.asarray(bc["split"]).astype(str)
+    out["label_error_auroc_by_split"] = {
+        s: auroc(score[hit & lab & (split == s)], score[~hit & lab & (split == s)])
+        for s in sorted(set(split.tolist()))}
+    out["corrupted_patches"] = int(hit.sum())
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def _get(d: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per figure: values over the seeds, mean, min, max; per goal: the seeds meeting it."""
+    figures = [f"region_mae.{m}" for m in (*BASELINES, "gated")] + [
+        "region_mae_margin", "patch.mae", "patch.r2", "patch.spearman", "failure_auroc",
+        "novelty_auroc", "label_error_auroc", "model_val_iou"]
+    spread: dict[str, Any] = {}
+    for f in figures:
+        vals = [_get(r, f) for r in runs]
+        got = [v for v in vals if isinstance(v, (int, float))]
+        spread[f] = {"values": [None if v is None else round(float(v), 4) for v in vals],
+                     "mean": round(float(np.mean(got)), 4) if got else None,
+                     "min": round(float(np.min(got)), 4) if got else None,
+                     "max": round(float(np.max(got)), 4) if got else None}
+    goals = {}
+    for name, (f, op, thr) in GOALS.items():
+        met = []
+        for r in runs:
+            v = _get(r, f)
+            if isinstance(v, (int, float)) and (v <= thr if op == "<=" else
+                                                v < thr if op == "<" else v >= thr):
+                met.append(r["seed"])
+        goals[name] = {"figure": f, "goal": f"{op} {thr}", "met_seeds": met,
+                       "met": len(met) == len(runs)}
+    return {"spread": spread, "goals": goals}
+
+
+def main() -> None:
+    """Run the seeds and print the JSON line."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="tiny model, small sample data, 64 px patches (minutes)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="training / analysis seeds (default 0 1 2; --quick: 0)")
+    ap.add_argument("--models", type=Path, default=None, help="folder with seed<S> models")
+    ap.add_argument("--model", type=Path, default=None, help="one model for every seed")
+    ap.add_argument("--data", type=Path, default=None,
+                    help="sample data root (train/, new/); default: written into --work")
+    ap.add_argument("--work", type=Path, default=None, help="working folder (default: temp)")
+    args = ap.parse_args()
+    seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="segexplain-validity-") as tmp:
+        work = args.work or Path(tmp)
+        data = args.data or work / "data"
+        if not (data / "train").is_dir():
+            log(f"sample data -> {data}")
+            cli("sample-data", data, *(["--small"] if args.quick else []))
+        runs = [seed_run(s, args, data, work) for s in seeds]
+    doc = {"bench": "validity", "quick": args.quick, "seeds": seeds,
+           "load_avg": round(os.getloadavg()[0], 2), "runs": runs, **summarise(runs),
+           "seconds": round(time.perf_counter() - start, 1)}
+    print(json.dumps(doc, allow_nan=False, default=float), flush=True)
+
+
+if __name__ == "__main__":
+    main()
