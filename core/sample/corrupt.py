@@ -112,11 +112,14 @@ def corrupt_labels(src: str | Path, dst: str | Path, *, patch_size: int = 256,
     rng = np.random.default_rng(seed)
     records: list[dict[str, Any]] = []
     buildings = 0
+    on = 1   # the data set's building value (0/1 or 0/255 masks), from all its labels
+    for gt in gts:
+        with rasterio.open(gt) as ds:
+            on = max(on, int(ds.read(1).max()))
     for gt in gts:
         with rasterio.open(gt) as ds:
             profile = ds.profile
             raw = ds.read(1)
-        on = raw.max() if raw.max() > 1 else 1
         lab = (raw > 0).astype(np.uint8)
         changed, n = _corrupt_image(lab, patch_size, fraction, drop, add, rng)
         buildings += n
