@@ -15,7 +15,7 @@ from ..analytics.latent import LatentPCA
 from ..analytics.novelty import KNNNovelty
 from ..engine.records import PatchTable
 from .reader import Bundle
-from .validity import coverage_entry, patch_fields, write_region
+from .validity import coverage_entry, latent_space_entry, patch_fields, write_region
 from .writer import BundleWriter, est_iou_raster, write_float_raster
 
 
@@ -206,6 +206,7 @@ def write_estimate(writer: BundleWriter, est: Estimate, ref: Bundle,
     if est.scores:
         manifest["estimate_scores"] = est.scores
     manifest["coverage"] = coverage_entry()
+    manifest["latent_space"] = latent_space_entry(est.pca, int(nov.get("space_dims") or 50))
     if est.region is not None:
         manifest["region_estimate"] = est.region
     manifest["stats"] = est.stats

@@ -15,9 +15,11 @@ import numpy as np
 
 from ..analytics.region import COVERAGE_PERCENTILE, METHODS, Z90, covered
 from ..engine.metrics import CONFIDENT
+from .similarity import latent_space_id
 
 if TYPE_CHECKING:
     from ..analytics.fit import Analysis
+    from ..analytics.latent import LatentPCA
     from .writer import BundleWriter
 
 #: how the label-disagreement score is made (manifest `label_errors`)
@@ -49,9 +51,19 @@ def coverage_entry() -> dict[str, Any]:
                        "-1: no novelty"}
 
 
+def latent_space_entry(pca: LatentPCA, dims: int) -> dict[str, Any]:
+    """The manifest's `latent_space`: the PCA basis's fingerprint and similarity space."""
+    return {"id": latent_space_id(pca.mean_, pca.components_),
+            "dims": int(min(dims, pca.components_.shape[0])),
+            "similarity": "pc1..pcK / sqrt(explained variance ratio), Euclidean "
+                          "(core/bundle/similarity.py)"}
+
+
 def write_region(writer: BundleWriter, res: Analysis) -> dict[str, Any]:
     """Write the region model's arrays; returns the manifest entries to add."""
-    out: dict[str, Any] = {"coverage": coverage_entry(), "label_errors": LABEL_ERRORS}
+    dims = res.novelty.reference_.shape[1] if res.novelty is not None else 50
+    out: dict[str, Any] = {"coverage": coverage_entry(), "label_errors": LABEL_ERRORS,
+                           "latent_space": latent_space_entry(res.pca, dims)}
     model = res.region_model
     if model is None:
         return out

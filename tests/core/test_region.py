@@ -174,3 +174,29 @@ def test_new_region_gets_a_gated_estimate_with_interval(reference, tmp_path):
     assert r_far["covered_share"] < 0.2
     if r_far["covered_patches"] == 0:
         assert r_far["iou"] is None and r_far["interval90"] is None
+
+
+def test_similar_patches_across_bundles_of_one_latent_space(reference, tmp_path):
+    from segexplain.core.bundle.similarity import Neighbour, SimilarityIndex, similarity_space
+
+    res, b = reference
+    near = synthetic_table(n_images=2, grid=4, dim=24, seed=13, split="new", regions=REGIONS)
+    with BundleWriter(tmp_path / "near.segx") as w:
+        w.finish(write_estimate(w, estimate_table(near, b), b, {"patch_size": 64}))
+    other = synthetic_table(n_images=8, grid=3, dim=24, seed=14, regions=REGIONS)
+    with BundleWriter(tmp_path / "other.segx") as w:   # another analysis: another space
+        w.finish(write_analysis(w, analyze_table(other, clusters_max=4), {"patch_size": 64}))
+    bundles = [b, Bundle(tmp_path / "near.segx"), Bundle(tmp_path / "other.segx")]
+    idx = SimilarityIndex(bundles)
+    assert idx.space_ids[0] == idx.space_ids[1] != idx.space_ids[2]
+    assert bundles[1].manifest["latent_space"]["id"] == idx.space_ids[0]
+    got = idx.nearest(0, 5, k=8)
+    assert len(got) == 8 and {n.bundle for n in got} <= {0, 1}
+    assert (0, 5) not in {(n.bundle, n.patch_id) for n in got}
+    d = [n.distance for n in got]
+    assert d == sorted(d)
+    both = np.concatenate([similarity_space(bundles[0]), similarity_space(bundles[1])])
+    brute = np.sqrt(((both - similarity_space(bundles[0])[5]) ** 2).sum(axis=1))
+    brute[5] = np.inf
+    np.testing.assert_allclose(d, np.sort(brute)[:8], rtol=1e-5)
+    assert idx.nearest(0, 5, k=1, include_self=True)[0] == Neighbour(0, 5, 0.0)
