@@ -96,7 +96,7 @@ def _novelty_pct(pca: LatentPCA, lat_ref: np.ndarray, ref_cols: dict[str, np.nda
 
 
 def leave_one_region_out(table: PatchTable, *, n_latent: int = 2, seed: int = 0,
-                         max_fit: int = 5000, max_eval: int = 20000,
+                         max_fit: int = 3000, max_eval: int = 10000,
                          n_components: int = 50, novelty_k: int = 10, novelty_dims: int = 50,
                          folds: int = MAX_FOLDS) -> LeaveOneOut | None:
     """Leave-one-region-out comparison of the region methods; None when it cannot run.

@@ -170,14 +170,14 @@ REGION_COLUMNS = ("pred_frac", *UNCERTAINTY_FEATURES, *SOFT_FEATURES, "logit_his
 
 @dataclass
 class ConfusionEstimator:
-    """Two MLPs: a patch's false-positive and false-negative shares of its valid pixels.
+    """An MLP with two outputs: a patch's false-positive and false-negative shares.
 
-    `latent` and `columns` passed to the methods are aligned row by row.
+    Shares of the patch's valid pixels, each clipped to [0, 1]. `latent` and `columns`
+    passed to the methods are aligned row by row.
     """
 
     features: list[str]
-    fp: MLPIoUEstimator
-    fn: MLPIoUEstimator
+    net: MLPIoUEstimator
 
     @classmethod
     def fit(cls, latent: np.ndarray, columns: Mapping[str, np.ndarray],
@@ -186,16 +186,16 @@ class ConfusionEstimator:
         v = valid_pixels(columns)
         x = build_features(latent, columns, features)
         with np.errstate(invalid="ignore", divide="ignore"):
-            fp = np.asarray(columns["fp"], np.float64) / v
-            fn = np.asarray(columns["fn"], np.float64) / v
-        return cls(list(features), MLPIoUEstimator(**params).fit(x, fp),
-                   MLPIoUEstimator(**params).fit(x, fn))
+            y = np.column_stack([np.asarray(columns["fp"], np.float64) / v,
+                                 np.asarray(columns["fn"], np.float64) / v])
+        return cls(list(features), MLPIoUEstimator(**params).fit(x, y))
 
     def predict(self, latent: np.ndarray,
                 columns: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Estimated false-positive and false-negative shares (N,) of every patch."""
-        x = build_features(latent, columns, self.features)
-        return self.fp.predict(x).astype(np.float64), self.fn.predict(x).astype(np.float64)
+        out = self.net.predict(build_features(latent, columns, self.features))
+        out = out.reshape(latent.shape[0], 2).astype(np.float64)
+        return out[:, 0], out[:, 1]
 
     def region_iou(self, latent: np.ndarray,
                    columns: Mapping[str, np.ndarray]) -> float | None:
@@ -208,15 +208,14 @@ class ConfusionEstimator:
         return overall_iou_from_errors(pred, fp * v, fn * v)
 
     def to_arrays(self, name: str) -> dict[str, np.ndarray]:
-        """Plain arrays NAME_fp_* and NAME_fn_* (see `MLPIoUEstimator.to_arrays`)."""
-        return {**self.fp.to_arrays(f"{name}_fp"), **self.fn.to_arrays(f"{name}_fn")}
+        """Plain arrays NAME_W{i}, NAME_b{i}, ... (see `MLPIoUEstimator.to_arrays`)."""
+        return self.net.to_arrays(name)
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray], name: str,
                     features: Sequence[str]) -> ConfusionEstimator:
         """Rebuild from `to_arrays` output (numpy only)."""
-        return cls(list(features), MLPIoUEstimator.from_arrays(arrays, f"{name}_fp"),
-                   MLPIoUEstimator.from_arrays(arrays, f"{name}_fn"))
+        return cls(list(features), MLPIoUEstimator.from_arrays(arrays, name))
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Bundle entries for how far a region's figures can be trusted.
 
 Analysis bundles get the fitted region methods (ATC threshold, confusion estimators as
-arrays `region_{mlp2d,full}_{fp,fn}_*`), their leave-one-region-out comparison
+arrays `region_{mlp2d,full}_*`), their leave-one-region-out comparison
 (`baselines`) and the label-disagreement scores; estimate bundles get the new region's
 headline estimate (`region_estimate`). Both get the per-patch fields `covered` and
 `label_error`. Formats: docs/bundle-format.md.
@@ -75,7 +75,7 @@ def write_region(writer: BundleWriter, res: Analysis) -> dict[str, Any]:
             writer.write_array(key, arr)
         arrays.extend(sorted(named))
         estimators[kind] = {"features": est.features, "arrays": sorted(named),
-                            "targets": ["fp share of valid pixels", "fn share of valid pixels"]}
+                            "outputs": ["fp share of valid pixels", "fn share of valid pixels"]}
     loo = res.baselines
     out["region"] = {
         "figure": "overall IoU = (sum P - sum fp) / (sum P + sum fn), P = predicted pixels",
