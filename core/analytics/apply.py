@@ -17,12 +17,13 @@ import numpy as np
 from ..engine.records import PatchTable
 from ..errors import BundleError, ConfigurationError
 from .clustering import cluster_table
+from .confidence import with_derived
 from .estimators import MLPIoUEstimator, build_features, regression_scores
 from .fit import has_uncertainty
 from .label_errors import label_error_score
 from .latent import LatentPCA, whiten
 from .novelty import KNNNovelty, auroc
-from .region import has_confusion_inputs, model_from_manifest, region_report
+from .region import Estimator, RegionModel, has_confusion_inputs, region_report
 from .stats import run_statistics
 
 
@@ -68,7 +69,7 @@ class Estimate:
     label_error: np.ndarray | None = None         # (N,) label-disagreement score
 
 
-def reference_estimators(ref: Reference) -> dict[str, tuple[MLPIoUEstimator, list[str]]]:
+def reference_estimators(ref: Reference) -> dict[str, Estimator]:
     """Rebuild the reference bundle's estimators from its arrays (numpy only)."""
     out = {}
     for name, spec in ref.manifest.get("estimators", {}).items():
@@ -92,17 +93,18 @@ def estimate_table(table: PatchTable, ref: Reference) -> Estimate:
             f"({ref.manifest.get('model', {}).get('path', 'see segexplain info')})")
     latent = pca.transform(table.embeddings)
     n = len(table)
+    cols = with_derived(table.columns)   # + the confidence features (confidence.py)
     ests = reference_estimators(ref)
     chosen = "full" if "full" in ests and has_uncertainty(table) else "latent"
     nan = np.full(n, np.nan, np.float32)
     est = nan
     if chosen in ests:
         e, names = ests[chosen]
-        est = e.predict(build_features(latent, table.columns, names))
+        est = e.predict(build_features(latent, cols, names))
     est2 = nan
     if "mlp2d" in ests:
         e, names = ests["mlp2d"]
-        est2 = e.predict(build_features(latent, table.columns, names))
+        est2 = e.predict(build_features(latent, cols, names))
     nov = ref.manifest.get("novelty") or {}
     if not nov:
         raise BundleError(f"{ref.path}: no novelty reference in the bundle; run "
@@ -132,7 +134,7 @@ def estimate_table(table: PatchTable, ref: Reference) -> Estimate:
         if chosen != "latent" and "latent" in ests:
             e, names = ests["latent"]
             out.scores["latent"] = regression_scores(
-                iou, e.predict(build_features(latent, table.columns, names)))
+                iou, e.predict(build_features(latent, cols, names)))
     if ref.has_array("novelty_distance"):
         split = np.asarray(ref.patches["split"]).astype(str)
         ref_dist = ref.array("novelty_distance")
@@ -142,9 +144,10 @@ def estimate_table(table: PatchTable, ref: Reference) -> Estimate:
     if n >= 1:
         out.clusters = cluster_table(cluster, latent[:, :dims], table.columns)
     entry = ref.manifest.get("region")
-    if entry and has_confusion_inputs(table.columns):
-        model = model_from_manifest(entry, {a: ref.array(a) for a in entry["arrays"]})
-        out.region = region_report(model, latent, table.columns, pct, entry["interval"])
+    if entry and has_confusion_inputs(cols) and "full" in ests and "mlp2d" in ests:
+        model = RegionModel(entry.get("atc_threshold"),
+                            {k: ests[k] for k in ("mlp2d", "full")})
+        out.region = region_report(model, latent, cols, pct, entry["interval"])
     out.label_error = label_error_score(table.columns)
     out.stats = run_statistics(table)
     return out

@@ -1,11 +1,12 @@
 """Region-level methods side by side, by leave-one-region-out over the labelled regions.
 
-Each region in turn is held out: PCA, novelty reference, ATC threshold and confusion
-estimators are fitted on the other regions alone (as for a region that has no labels),
-then every method of `region.METHODS` estimates the held-out region's overall IoU, which
-is compared with its real overall IoU. ``gated`` claims a figure only for the held-out
-patches inside the other regions' coverage, and is compared with the real IoU of those
-patches (``gated_vs_region`` compares it with the whole region's).
+Each region in turn is held out: PCA, novelty reference, ATC threshold and the IoU
+estimators (2-D MLP and stronger) are fitted on the other regions alone, as for a
+region that has no labels; then every method of `region.METHODS` estimates the held-out
+region's overall IoU, which is compared with its real overall IoU. ``gated`` claims a
+figure only for the held-out patches inside the other regions' coverage, and is
+compared with the real IoU of those patches (``gated_vs_region`` compares it with the
+whole region's).
 
 With fewer than 3 labelled regions the units are images instead (recorded as `unit`);
 with more than `folds` units, GroupKFold holds out several units per fold, each still
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..engine.records import PatchTable
+from .confidence import with_derived
 from .latent import LatentPCA, whiten
 from .novelty import KNNNovelty
 from .region import (
@@ -34,6 +36,8 @@ from .region import (
     RegionModel,
     covered,
     error,
+    fit_atc,
+    fit_estimators,
     has_confusion_inputs,
     interval,
     noise_se,
@@ -55,7 +59,7 @@ class LeaveOneOut:
     rows: list[dict[str, Any]] = field(default_factory=list)
     mae: dict[str, float | None] = field(default_factory=dict)
     gated_rmse: float | None = None             # of gated vs its covered real IoU
-    residual_sd: dict[str, float] = field(default_factory=dict)  # per-patch fp / fn shares
+    residual_sd: float = 0.0                    # of the full estimator's per-patch IoU
     capped: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -101,29 +105,29 @@ def leave_one_region_out(table: PatchTable, *, n_latent: int = 2, seed: int = 0,
                          folds: int = MAX_FOLDS) -> LeaveOneOut | None:
     """Leave-one-region-out comparison of the region methods; None when it cannot run.
 
-    `n_latent`: latent components of the ``full`` confusion estimator (as in the
-    analysis). Needs the engine's confusion columns and at least MIN_UNITS units.
+    `n_latent`: latent components of the ``full`` estimator (as in the analysis). Needs
+    the engine's confusion columns and at least MIN_UNITS units.
     """
     from sklearn.model_selection import GroupKFold
 
     t0 = time.perf_counter()
-    cols = table.columns
+    cols = with_derived(table.columns)
     if not has_confusion_inputs(cols) or "tp" not in cols:
         return None
     found = loo_units(cols)
     if found is None:
         return None
     unit, units = found
-    labelled = np.flatnonzero(np.isfinite(np.asarray(cols["tp"], np.float64)))
+    labelled = np.flatnonzero(np.isfinite(np.asarray(cols["tp"], np.float64))
+                              & np.isfinite(np.asarray(cols["iou"], np.float64)))
     names = sorted(set(units[labelled].tolist()))
     rng = np.random.default_rng(seed)
     out = LeaveOneOut(unit=unit)
     n_folds = min(folds, len(names))
     code = {u: i for i, u in enumerate(names)}
-    unit_codes = np.array([code[u] for u in units[labelled]])
-    splitter = GroupKFold(n_splits=n_folds).split(labelled, groups=unit_codes)
-    res_fp: list[np.ndarray] = []
-    res_fn: list[np.ndarray] = []
+    splitter = GroupKFold(n_splits=n_folds).split(
+        labelled, groups=np.array([code[u] for u in units[labelled]]))
+    residuals: list[np.ndarray] = []
     capped_fit = capped_eval = False
     results: dict[str, dict[str, Any]] = {}
     for fit_idx, test_idx in splitter:
@@ -133,8 +137,8 @@ def leave_one_region_out(table: PatchTable, *, n_latent: int = 2, seed: int = 0,
         pca = LatentPCA(n_components=min(n_components, fit_rows.size - 1)).fit(
             table.embeddings[fit_rows])
         lat_ref = pca.transform(table.embeddings[fit_rows])
-        model = RegionModel.fit(lat_ref, ref_cols, n_latent=n_latent, seed=seed,
-                                max_fit=max_fit)
+        model = RegionModel(fit_atc(ref_cols),
+                            fit_estimators(lat_ref, ref_cols, n_latent=n_latent, seed=seed))
         for name in sorted(set(units[labelled[test_idx]].tolist())):
             all_rows = np.flatnonzero(units == name)
             rows = _subsample(all_rows, max_eval, rng)
@@ -144,11 +148,7 @@ def leave_one_region_out(table: PatchTable, *, n_latent: int = 2, seed: int = 0,
             pct = _novelty_pct(pca, lat_ref, ref_cols, lat, novelty_k, novelty_dims, seed)
             inside = covered(pct)
             est = model.estimate(lat, ev_cols, inside)
-            fp, fn = model.estimators["full"].predict(lat, ev_cols)
-            v = np.asarray(ev_cols["logit_hist"], np.float64).sum(axis=1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                res_fp.append(fp - np.asarray(ev_cols["fp"], np.float64) / v)
-                res_fn.append(fn - np.asarray(ev_cols["fn"], np.float64) / v)
+            residuals.append(model.per_patch(lat, ev_cols) - ev_cols["iou"])
             real = real_overall_iou(cols, all_rows)
             real_cov = real_overall_iou(ev_cols, np.flatnonzero(inside))
             errors = {m: error(est.get(m), real) for m in METHODS if m != "gated"}
@@ -158,21 +158,19 @@ def leave_one_region_out(table: PatchTable, *, n_latent: int = 2, seed: int = 0,
                 "covered_share": float(inside.mean()) if inside.size else None,
                 "real_iou_covered": real_cov, "estimates": est, "errors": errors,
                 "gated_vs_region": error(est.get("gated"), real),
-                "_noise": (model, lat[inside], take(ev_cols, np.flatnonzero(inside)))}
-    fp_all, fn_all = np.concatenate(res_fp), np.concatenate(res_fn)
-    out.residual_sd = {"fp": float(np.nanstd(fp_all)), "fn": float(np.nanstd(fn_all))}
+                "_covered": take(ev_cols, np.flatnonzero(inside))}
+    res = np.concatenate(residuals)
+    out.residual_sd = float(np.nanstd(res)) if np.isfinite(res).any() else 0.0
     gated_err = {n: r["errors"]["gated"] for n, r in results.items()
                  if r["errors"]["gated"] is not None}
     out.gated_rmse = (float(np.sqrt(np.mean(np.square(list(gated_err.values())))))
                       if gated_err else None)
     for name in names:
         r = results[name]
-        model, lat_in, cols_in = r.pop("_noise")
+        cov_cols = r.pop("_covered")
         others = [e for n, e in gated_err.items() if n != name]
         rmse = float(np.sqrt(np.mean(np.square(others)))) if others else None
-        se = noise_se(model.estimators["full"], lat_in, cols_in, out.residual_sd["fp"],
-                      out.residual_sd["fn"])
-        lo, hi = interval(r["estimates"].get("gated"), rmse, se)
+        lo, hi = interval(r["estimates"].get("gated"), rmse, noise_se(cov_cols, out.residual_sd))
         r["gated_interval"] = [lo, hi] if lo is not None else None
         r["gated_in_interval"] = (bool(lo <= r["real_iou_covered"] <= hi)
                                   if lo is not None and hi is not None
@@ -187,12 +185,13 @@ def leave_one_region_out(table: PatchTable, *, n_latent: int = 2, seed: int = 0,
     return out
 
 
-def fit_region_level(table: PatchTable, latent: np.ndarray, *, n_latent: int, seed: int = 0,
-                     max_fit: int = 10000) -> tuple[RegionModel | None, LeaveOneOut | None]:
-    """The region model fitted on every labelled patch, and the leave-one-out comparison.
+def fit_region_level(table: PatchTable, *, n_latent: int,
+                     seed: int = 0) -> tuple[float | None, LeaveOneOut | None]:
+    """ATC's threshold on every labelled patch, and the leave-one-out comparison.
 
     (None, None) when the table lacks the engine's confusion columns (an encoder-only
-    run) or labels.
+    run) or labels. The other methods of a new region use the analysis's own IoU
+    estimators.
     """
     cols = table.columns
     if not has_confusion_inputs(cols) or "tp" not in cols:
@@ -200,6 +199,5 @@ def fit_region_level(table: PatchTable, latent: np.ndarray, *, n_latent: int, se
     labelled = np.flatnonzero(np.isfinite(np.asarray(cols["tp"], np.float64)))
     if labelled.size < 10:
         return None, None
-    model = RegionModel.fit(latent[labelled], take(cols, labelled, REGION_COLUMNS),
-                            n_latent=n_latent, seed=seed, max_fit=max_fit)
-    return model, leave_one_region_out(table, n_latent=n_latent, seed=seed)
+    return (fit_atc(take(cols, labelled, REGION_COLUMNS)),
+            leave_one_region_out(table, n_latent=n_latent, seed=seed))

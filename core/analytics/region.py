@@ -1,30 +1,26 @@
-"""Region-level IoU: one overall figure for many patches, estimated from their confusion.
+"""Region-level IoU: one overall figure for many patches.
 
-A region's overall IoU is total intersection over total union, sum(tp) / sum(tp + fp +
-fn). The pixels a model predicts as building, P = tp + fp, are known without labels, so
-
-    overall IoU = (sum(P) - sum(fp)) / (sum(P) + sum(fn)):
-
-estimating a region's IoU is estimating how many of its predicted pixels are false
-positives and how many building pixels the model missed. Every method below does that
-per patch and sums, so all of them estimate the same figure:
+A region's overall IoU is total intersection over total union, which is the mean of
+its patches' IoUs weighted by their unions: sum(IoU_i * union_i) / sum(union_i). Without
+labels a patch's union is estimated as the pixels the model predicts plus those it
+expects to miss, `(pred_frac + soft_fn_frac) * valid pixels`; the methods differ in the
+per-patch IoU they weigh, or in how they count errors:
 
 - ``mean_confidence``: the model's own probabilities read as calibrated (a predicted
-  pixel is wrong with probability 1 - p, a background pixel with probability p);
+  pixel is wrong with probability 1 - p, a background pixel with probability p):
+  (sum P - sum soft_fp) / (sum P + sum soft_fn), P the predicted pixels;
 - ``atc``: Average Thresholded Confidence (Garg et al., ICLR 2022) adapted to IoU: a
   pixel whose confidence |logit| is at or below a threshold counts as an error (a false
   positive where building is predicted, a false negative elsewhere); the threshold is
   the one that gives the reference its real overall IoU;
-- ``mlp2d``: two MLPs of the latent-plane position (pc1, pc2), the source paper's
-  estimator inputs, learn each patch's false-positive and false-negative share;
-- ``full``: the same on the stronger estimator's features (more latent components,
-  uncertainty features and the expected errors of the probabilities);
+- ``mlp2d``: the source paper's 2-D MLP's per-patch estimates, union-weighted;
+- ``full``: the stronger estimator's per-patch estimates, union-weighted;
 - ``gated``: ``full`` on the patches inside the reference's coverage only (novelty at or
   below COVERAGE_PERCENTILE); the others are out of coverage and get no number.
 
 The gated figure is the one `estimate` and `info` report, with a 90 % interval whose
 width comes from the method's leave-one-region-out errors on the reference (see
-`baselines`) and the patch-level noise of the sums.
+`baselines`) and the patch-level noise of the weighted mean.
 """
 
 from __future__ import annotations
@@ -36,7 +32,14 @@ from typing import Any
 import numpy as np
 
 from ..engine.metrics import HIST_BINS, HIST_LIMIT, HIST_WIDTH
-from .estimators import UNCERTAINTY_FEATURES, MLPIoUEstimator, build_features, feature_names
+from .confidence import CONFIDENCE_FEATURES, estimator_features
+from .estimators import (
+    ESTIMATOR_PARAMS,
+    ESTIMATOR_SPECS,
+    UNCERTAINTY_FEATURES,
+    MLPIoUEstimator,
+    build_features,
+)
 
 #: novelty percentile above which a patch is out of the reference's coverage
 COVERAGE_PERCENTILE = 95.0
@@ -44,13 +47,8 @@ COVERAGE_PERCENTILE = 95.0
 METHODS = ("mean_confidence", "atc", "mlp2d", "full", "gated")
 #: two-sided 90 % normal quantile
 Z90 = 1.6448536269514722
-#: expected-error columns the ``full`` confusion estimator adds to its features
+#: expected-error columns of the engine
 SOFT_FEATURES = ("soft_fp_frac", "soft_fn_frac")
-#: MLP parameters of the confusion estimators (targets: shares of a patch's pixels)
-CONFUSION_PARAMS: dict[str, dict[str, Any]] = {
-    "mlp2d": {"hidden_layer_sizes": (32, 32), "alpha": 1e-3},
-    "full": {"hidden_layer_sizes": (64, 32), "alpha": 1e-2},
-}
 
 
 def valid_pixels(columns: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -61,6 +59,19 @@ def valid_pixels(columns: Mapping[str, np.ndarray]) -> np.ndarray:
             return v
     return np.nansum([np.asarray(columns[k], np.float64) for k in ("tp", "fp", "fn", "tn")],
                      axis=0)
+
+
+def take(columns: Mapping[str, np.ndarray], rows: np.ndarray,
+         names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """The columns (all, or `names` where present) at `rows`."""
+    keys = columns if names is None else [k for k in names if k in columns]
+    return {k: np.asarray(columns[k])[rows] for k in keys}
+
+
+#: columns the region methods read
+REGION_COLUMNS = ("iou", "pred_frac", *UNCERTAINTY_FEATURES, *SOFT_FEATURES,
+                  *CONFIDENCE_FEATURES, "logit_hist", "tp", "fp", "fn", "tn", "split",
+                  "image", "region")
 
 
 def has_confusion_inputs(columns: Mapping[str, np.ndarray]) -> bool:
@@ -147,113 +158,86 @@ def fit_atc_threshold(hist_total: np.ndarray, real_iou: float) -> float:
     return 0.5 * (lo + hi)
 
 
-# -- learned confusion ------------------------------------------------------------------
+# -- estimator-based methods --------------------------------------------------------------
 
-def confusion_feature_names(kind: str, n_latent: int) -> list[str]:
-    """Features of the ``mlp2d`` (pc1, pc2) or ``full`` confusion estimator."""
-    if kind == "mlp2d":
-        return feature_names(2)
-    return feature_names(n_latent, (*UNCERTAINTY_FEATURES, *SOFT_FEATURES))
-
-
-def take(columns: Mapping[str, np.ndarray], rows: np.ndarray,
-         names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-    """The columns (all, or `names` where present) at `rows`."""
-    keys = columns if names is None else [k for k in names if k in columns]
-    return {k: np.asarray(columns[k])[rows] for k in keys}
+def expected_union(columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Estimated union per patch (N,) in pixels: predicted plus expected missed pixels."""
+    v = valid_pixels(columns)
+    u = (np.asarray(columns["pred_frac"], np.float64)
+         + np.asarray(columns["soft_fn_frac"], np.float64)) * v
+    return np.where(np.isfinite(u), u, 0.0)
 
 
-#: columns the region methods read
-REGION_COLUMNS = ("pred_frac", *UNCERTAINTY_FEATURES, *SOFT_FEATURES, "logit_hist",
-                  "tp", "fp", "fn", "tn", "split", "image", "region")
+def weighted_iou(est_iou: np.ndarray, columns: Mapping[str, np.ndarray]) -> float | None:
+    """Union-weighted mean of per-patch IoU estimates: the region's overall IoU."""
+    e = np.asarray(est_iou, np.float64)
+    u = expected_union(columns)
+    ok = np.isfinite(e) & (u > 0)
+    return float((e[ok] * u[ok]).sum() / u[ok].sum()) if ok.any() else None
 
 
-@dataclass
-class ConfusionEstimator:
-    """An MLP with two outputs: a patch's false-positive and false-negative shares.
-
-    Shares of the patch's valid pixels, each clipped to [0, 1]. `latent` and `columns`
-    passed to the methods are aligned row by row.
-    """
-
-    features: list[str]
-    net: MLPIoUEstimator
-
-    @classmethod
-    def fit(cls, latent: np.ndarray, columns: Mapping[str, np.ndarray],
-            features: Sequence[str], params: Mapping[str, Any]) -> ConfusionEstimator:
-        """Fit on the labelled patches (rows without counts are left out)."""
-        v = valid_pixels(columns)
-        x = build_features(latent, columns, features)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            y = np.column_stack([np.asarray(columns["fp"], np.float64) / v,
-                                 np.asarray(columns["fn"], np.float64) / v])
-        return cls(list(features), MLPIoUEstimator(**params).fit(x, y))
-
-    def predict(self, latent: np.ndarray,
-                columns: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Estimated false-positive and false-negative shares (N,) of every patch."""
-        out = self.net.predict(build_features(latent, columns, self.features))
-        out = out.reshape(latent.shape[0], 2).astype(np.float64)
-        return out[:, 0], out[:, 1]
-
-    def region_iou(self, latent: np.ndarray,
-                   columns: Mapping[str, np.ndarray]) -> float | None:
-        """Estimated overall IoU of all the given patches."""
-        if latent.shape[0] == 0:
-            return None
-        fp, fn = self.predict(latent, columns)
-        v = valid_pixels(columns)
-        pred = np.asarray(columns["pred_frac"], np.float64) * v
-        return overall_iou_from_errors(pred, fp * v, fn * v)
-
-    def to_arrays(self, name: str) -> dict[str, np.ndarray]:
-        """Plain arrays NAME_W{i}, NAME_b{i}, ... (see `MLPIoUEstimator.to_arrays`)."""
-        return self.net.to_arrays(name)
-
-    @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray], name: str,
-                    features: Sequence[str]) -> ConfusionEstimator:
-        """Rebuild from `to_arrays` output (numpy only)."""
-        return cls(list(features), MLPIoUEstimator.from_arrays(arrays, name))
+#: an IoU estimator and its feature names
+Estimator = tuple[MLPIoUEstimator, list[str]]
 
 
 @dataclass
 class RegionModel:
-    """The fitted region methods of one reference (see the module doc)."""
+    """The region methods of one reference: ATC's threshold and the IoU estimators.
+
+    `estimators` maps "mlp2d" / "full" to an estimator and its features; `latent` and
+    `columns` passed to `estimate` are aligned row by row and carry the confidence
+    features (`confidence.with_derived`).
+    """
 
     atc_threshold: float | None
-    estimators: dict[str, ConfusionEstimator]
-
-    @classmethod
-    def fit(cls, latent: np.ndarray, columns: Mapping[str, np.ndarray], *, n_latent: int,
-            seed: int = 0, max_fit: int | None = 5000) -> RegionModel:
-        """Fit ATC's threshold and both confusion estimators on labelled patches."""
-        real = real_overall_iou(columns, np.arange(latent.shape[0]))
-        hist = np.asarray(columns["logit_hist"], np.float64).sum(axis=0)
-        t = fit_atc_threshold(hist, real) if real is not None else None
-        ests = {}
-        for kind in ("mlp2d", "full"):
-            params = {**CONFUSION_PARAMS[kind], "random_state": seed,
-                      "max_train_samples": max_fit}
-            names = confusion_feature_names(kind, min(n_latent, latent.shape[1]))
-            ests[kind] = ConfusionEstimator.fit(latent, columns, names, params)
-        return cls(t, ests)
+    estimators: dict[str, Estimator]
 
     def estimate(self, latent: np.ndarray, columns: Mapping[str, np.ndarray],
                  in_coverage: np.ndarray | None = None) -> dict[str, float | None]:
-        """Every method's overall IoU estimate for the given patches (aligned rows)."""
+        """Every method's overall IoU estimate for the given patches."""
         hist = np.asarray(columns["logit_hist"], np.float64).sum(axis=0)
         out: dict[str, float | None] = {
             "mean_confidence": mean_confidence_iou(columns, np.arange(latent.shape[0])),
             "atc": (atc_iou(hist, self.atc_threshold)
                     if self.atc_threshold is not None else None)}
-        for kind, est in self.estimators.items():
-            out[kind] = est.region_iou(latent, columns)
-        if in_coverage is not None and "full" in self.estimators:
+        per_patch = {}
+        for kind, (est, names) in self.estimators.items():
+            per_patch[kind] = est.predict(build_features(latent, columns, names))
+            out[kind] = weighted_iou(per_patch[kind], columns)
+        if in_coverage is not None and "full" in per_patch:
             rows = np.flatnonzero(in_coverage)
-            out["gated"] = self.estimators["full"].region_iou(latent[rows], take(columns, rows))
+            out["gated"] = (weighted_iou(per_patch["full"][rows], take(columns, rows))
+                            if rows.size else None)
         return out
+
+    def per_patch(self, latent: np.ndarray, columns: Mapping[str, np.ndarray],
+                  kind: str = "full") -> np.ndarray:
+        """Per-patch IoU estimates of one estimator."""
+        est, names = self.estimators[kind]
+        return est.predict(build_features(latent, columns, names)).astype(np.float64)
+
+
+def fit_estimators(latent: np.ndarray, columns: Mapping[str, np.ndarray], *, n_latent: int,
+                   seed: int = 0, max_fit: int | None = None) -> dict[str, Estimator]:
+    """The analysis's ``mlp2d`` and ``full`` IoU estimators, fitted on labelled patches."""
+    iou = np.asarray(columns["iou"], np.float64)
+    out: dict[str, Estimator] = {}
+    for kind in ("mlp2d", "full"):
+        names = estimator_features(
+            kind, min(ESTIMATOR_SPECS[kind][0], n_latent, latent.shape[1]), columns)
+        params = {**ESTIMATOR_PARAMS[kind], "random_state": seed}
+        if max_fit is not None:
+            params["max_train_samples"] = min(max_fit, params.get("max_train_samples") or max_fit)
+        out[kind] = (MLPIoUEstimator(**params).fit(build_features(latent, columns, names), iou),
+                     names)
+    return out
+
+
+def fit_atc(columns: Mapping[str, np.ndarray]) -> float | None:
+    """ATC's threshold for the labelled patches given (None without a real IoU)."""
+    real = real_overall_iou(columns, np.arange(len(np.asarray(columns["pred_frac"]))))
+    hist = np.asarray(columns["logit_hist"], np.float64).sum(axis=0)
+    return fit_atc_threshold(hist, real) if real is not None else None
 
 
 def error(estimate: float | None, real: float | None) -> float | None:
@@ -278,34 +262,14 @@ def interval(iou: float | None, method_rmse: float | None,
     return max(0.0, iou - half), min(1.0, iou + half)
 
 
-def noise_se(est: ConfusionEstimator, latent: np.ndarray, columns: Mapping[str, np.ndarray],
-             sd_fp: float, sd_fn: float) -> float:
-    """Standard error of the overall IoU from independent per-patch errors (delta method).
-
-    `sd_fp`, `sd_fn`: standard deviations of the per-patch share residuals (held-out).
-    """
-    if latent.shape[0] == 0:
-        return 0.0
-    fp, fn = est.predict(latent, columns)
-    v = valid_pixels(columns)
-    pred = np.asarray(columns["pred_frac"], np.float64) * v
-    a = pred.sum() - np.minimum(fp * v, pred).sum()
-    b = pred.sum() + (fn * v).sum()
-    if b <= 0:
-        return 0.0
-    s2 = (v ** 2).sum()
-    return float(np.sqrt(sd_fp ** 2 * s2 / b ** 2 + sd_fn ** 2 * a ** 2 * s2 / b ** 4))
+def noise_se(columns: Mapping[str, np.ndarray], sd: float) -> float:
+    """Standard error of a union-weighted mean from independent per-patch errors of SD `sd`."""
+    u = expected_union(columns)
+    total = u.sum()
+    return float(sd * np.sqrt((u ** 2).sum()) / total) if total > 0 else 0.0
 
 
 # -- a new region -----------------------------------------------------------------------
-
-def model_from_manifest(entry: Mapping[str, Any],
-                        arrays: Mapping[str, np.ndarray]) -> RegionModel:
-    """Rebuild the reference's RegionModel from its manifest `region` entry and arrays."""
-    ests = {kind: ConfusionEstimator.from_arrays(arrays, f"region_{kind}", spec["features"])
-            for kind, spec in entry.get("estimators", {}).items()}
-    return RegionModel(entry.get("atc_threshold"), ests)
-
 
 def region_report(model: RegionModel, latent: np.ndarray, columns: Mapping[str, np.ndarray],
                   novelty_pct: np.ndarray, interval_entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -317,11 +281,7 @@ def region_report(model: RegionModel, latent: np.ndarray, columns: Mapping[str, 
     inside = covered(novelty_pct)
     rows = np.flatnonzero(inside)
     est = model.estimate(latent, columns, inside)
-    se = 0.0
-    sd = interval_entry.get("residual_sd") or {}
-    if "full" in model.estimators and sd:
-        se = noise_se(model.estimators["full"], latent[rows], take(columns, rows),
-                      float(sd.get("fp", 0.0)), float(sd.get("fn", 0.0)))
+    se = noise_se(take(columns, rows), float(interval_entry.get("residual_sd") or 0.0))
     lo, hi = interval(est.get("gated"), interval_entry.get("method_rmse"), se)
     n = latent.shape[0]
     out: dict[str, Any] = {

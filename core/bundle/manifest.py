@@ -15,7 +15,7 @@ from ..analytics.latent import LatentPCA
 from ..analytics.novelty import KNNNovelty
 from ..engine.records import PatchTable
 from .reader import Bundle
-from .validity import coverage_entry, latent_space_entry, patch_fields, write_region
+from .validity import coverage_entry, latent_space_entry, patch_fields, region_entries
 from .writer import BundleWriter, est_iou_raster, write_float_raster
 
 
@@ -107,7 +107,7 @@ def write_analysis(writer: BundleWriter, res: Analysis,
                                   "space": f"pc1..pc{res.clustering.centers_.shape[1]}"}
     if res.novelty is not None:
         manifest["novelty"] = _novelty_manifest(res.novelty, res.novelty_pct, table)
-    manifest.update(write_region(writer, res))
+    manifest.update(region_entries(res))
     manifest["stats"] = res.stats
     manifest["timings_s"] = {k: round(v, 3) for k, v in res.timings.items()}
     manifest["notes"] = res.notes

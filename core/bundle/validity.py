@@ -1,7 +1,7 @@
 """Bundle entries for how far a region's figures can be trusted.
 
-Analysis bundles get the fitted region methods (ATC threshold, confusion estimators as
-arrays `region_{mlp2d,full}_*`), their leave-one-region-out comparison
+Analysis bundles get what the region methods need beyond the IoU estimators (ATC's
+threshold, the interval's error scale), their leave-one-region-out comparison
 (`baselines`) and the label-disagreement scores; estimate bundles get the new region's
 headline estimate (`region_estimate`). Both get the per-patch fields `covered` and
 `label_error`. Formats: docs/bundle-format.md.
@@ -14,23 +14,23 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..analytics.region import COVERAGE_PERCENTILE, METHODS, Z90, covered
-from ..engine.metrics import CONFIDENT
+from ..engine.metrics import OBJECT_CONFIDENCE, OBJECT_MIN_PX, OBJECT_OVERLAP_MAX
 from .similarity import latent_space_id
 
 if TYPE_CHECKING:
     from ..analytics.fit import Analysis
     from ..analytics.latent import LatentPCA
-    from .writer import BundleWriter
 
 #: how the label-disagreement score is made (manifest `label_errors`)
 LABEL_ERRORS = {
     "field": "label_error",
     "score": "conf_fp_frac + conf_fn_frac",
-    "conf_fp_frac": f"share of valid pixels with p >= {CONFIDENT} where the label has no "
-                    "building (a building the labels may lack)",
-    "conf_fn_frac": f"share of valid pixels with p <= {1 - CONFIDENT:.1f} where the label has "
-                    "a building (a label the imagery may not support)",
-    "opening": "3 x 3 square, per mask, before counting",
+    "conf_fp_frac": "share of valid pixels in predicted buildings that the label barely "
+                    "touches (a building the labels may lack)",
+    "conf_fn_frac": "share of valid pixels in labelled buildings that the prediction "
+                    "barely touches (a label the imagery may not support)",
+    "objects": {"connectivity": 8, "min_px": OBJECT_MIN_PX,
+                "overlap_max": OBJECT_OVERLAP_MAX, "mean_confidence_min": OBJECT_CONFIDENCE},
 }
 
 
@@ -59,34 +59,24 @@ def latent_space_entry(pca: LatentPCA, dims: int) -> dict[str, Any]:
                           "(core/bundle/similarity.py)"}
 
 
-def write_region(writer: BundleWriter, res: Analysis) -> dict[str, Any]:
-    """Write the region model's arrays; returns the manifest entries to add."""
+def region_entries(res: Analysis) -> dict[str, Any]:
+    """Manifest entries of an analysis: coverage, label errors, latent space, region."""
     dims = res.novelty.reference_.shape[1] if res.novelty is not None else 50
     out: dict[str, Any] = {"coverage": coverage_entry(), "label_errors": LABEL_ERRORS,
                            "latent_space": latent_space_entry(res.pca, dims)}
-    model = res.region_model
-    if model is None:
-        return out
-    arrays: list[str] = []
-    estimators = {}
-    for kind, est in model.estimators.items():
-        named = est.to_arrays(f"region_{kind}")
-        for key, arr in named.items():
-            writer.write_array(key, arr)
-        arrays.extend(sorted(named))
-        estimators[kind] = {"features": est.features, "arrays": sorted(named),
-                            "outputs": ["fp share of valid pixels", "fn share of valid pixels"]}
     loo = res.baselines
+    if res.atc_threshold is None and loo is None:
+        return out
     out["region"] = {
-        "figure": "overall IoU = (sum P - sum fp) / (sum P + sum fn), P = predicted pixels",
-        "methods": list(METHODS), "headline": "gated",
-        "coverage_percentile": COVERAGE_PERCENTILE,
-        "atc_threshold": model.atc_threshold, "estimators": estimators, "arrays": arrays,
+        "figure": "overall IoU = sum(IoU_i * union_i) / sum(union_i); without labels "
+                  "union_i = (pred_frac + soft_fn_frac) * valid pixels",
+        "methods": list(METHODS), "headline": "gated", "estimator": "full",
+        "coverage_percentile": COVERAGE_PERCENTILE, "atc_threshold": res.atc_threshold,
         "interval": {"level": 0.9, "z": Z90,
                      "method_rmse": loo.gated_rmse if loo is not None else None,
-                     "residual_sd": loo.residual_sd if loo is not None else {},
+                     "residual_sd": loo.residual_sd if loo is not None else None,
                      "from": "leave-one-out RMSE of the gated method on the reference "
-                             "and the per-patch noise of the sums"},
+                             "and the per-patch noise of the weighted mean"},
     }
     if loo is not None:
         out["baselines"] = loo.to_dict()

@@ -17,10 +17,9 @@ Besides the scores, the engine keeps per patch what later estimates of the confu
 need without the pixels: the expected false-positive / false-negative shares if the
 probabilities were calibrated (`soft_fp_frac`, `soft_fn_frac`), a histogram of the
 logits (`logit_hist`, HIST_BINS bins of HIST_WIDTH from -HIST_LIMIT to +HIST_LIMIT, the
-end bins open), and, with labels, the share of pixels where a confident prediction
-contradicts the label (`conf_fp_frac`: p >= CONFIDENT, label empty; `conf_fn_frac`:
-p <= 1 - CONFIDENT, label building), after a 3 x 3 opening that drops the one- or
-two-pixel seams along building outlines.
+end bins open), and, with labels, the share of pixels in whole objects where a confident
+prediction contradicts the label (`conf_fp_frac`: a predicted building the label lacks;
+`conf_fn_frac`: a labelled building the model confidently does not see).
 """
 
 from __future__ import annotations
@@ -40,9 +39,10 @@ UNCERTAIN_LOW, UNCERTAIN_HIGH = 0.25, 0.75
 #: hold the predicted building pixels (p >= THRESHOLD, logit >= 0).
 HIST_LIMIT, HIST_BINS = 8.0, 32
 HIST_WIDTH = 2 * HIST_LIMIT / HIST_BINS
-#: Probability from which a prediction is confident (logit 2.2); pixels where a
-#: confident prediction contradicts the label count as possible label errors.
-CONFIDENT = 0.9
+#: Possible label errors are whole objects (8-connected, at least OBJECT_MIN_PX pixels)
+#: of the prediction or the label that the other touches on at most OBJECT_OVERLAP_MAX of
+#: their area, where the model's mean confidence is at least OBJECT_CONFIDENCE.
+OBJECT_MIN_PX, OBJECT_OVERLAP_MAX, OBJECT_CONFIDENCE = 50, 0.2, 0.8
 
 _EPS = 1e-7
 #: inner bin edges of the logit histogram as probabilities (float32 comparisons)
@@ -151,26 +151,54 @@ def soft_errors(prob: np.ndarray, valid: np.ndarray | None = None) -> dict[str, 
     return {"soft_fp_frac": _ratio(fp, n_valid), "soft_fn_frac": _ratio(fn, n_valid)}
 
 
+def _whole_objects(mask: np.ndarray, other: np.ndarray, conf: np.ndarray) -> np.ndarray:
+    """Pixels per patch (B,) of `mask`'s objects that `other` barely touches, confidently.
+
+    Objects are 8-connected components within each patch of at least OBJECT_MIN_PX
+    pixels; one counts when at most OBJECT_OVERLAP_MAX of it lies in `other` and the
+    mean of `conf` over it is at least OBJECT_CONFIDENCE.
+    """
+    from scipy import ndimage
+
+    structure = np.zeros((3, 3, 3), dtype=bool)
+    structure[1] = True                      # connected within a patch, never across
+    lab, n = ndimage.label(mask, structure=structure)
+    out = np.zeros(mask.shape[0], np.float64)
+    if n == 0:
+        return out
+    area = np.bincount(lab.ravel(), minlength=n + 1)[1:].astype(np.float64)
+    inside = np.bincount(lab.ravel(), weights=other.ravel().astype(np.float64),
+                         minlength=n + 1)[1:]
+    mean_conf = np.bincount(lab.ravel(), weights=conf.ravel().astype(np.float64),
+                            minlength=n + 1)[1:] / np.maximum(area, 1.0)
+    keep = ((area >= OBJECT_MIN_PX) & (inside <= OBJECT_OVERLAP_MAX * area)
+            & (mean_conf >= OBJECT_CONFIDENCE))
+    if keep.any():
+        first = np.unique(lab.ravel(), return_index=True)[1][1:]   # objects 1..n, in order
+        patch = first // (mask.shape[1] * mask.shape[2])            # the patch of each one
+        np.add.at(out, patch[keep], area[keep])
+    return out
+
+
 def confident_disagreement(prob: np.ndarray, label: np.ndarray,
                            valid: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Shares of valid pixels where a confident prediction contradicts the label.
+    """Shares of valid pixels in whole objects where the model confidently contradicts the label.
 
-    `conf_fp_frac`: p >= CONFIDENT where the label has no building (a building the labels
-    may lack); `conf_fn_frac`: p <= 1 - CONFIDENT where the label has one (a label the
-    imagery may not support). Each mask is opened with a 3 x 3 square first, so the thin
-    seams where prediction and label outlines differ by a pixel or two do not count.
+    `conf_fp_frac`: predicted buildings (p >= THRESHOLD) that the label barely touches,
+    predicted with a mean p of at least OBJECT_CONFIDENCE (a building the labels may
+    lack); `conf_fn_frac`: labelled buildings that the prediction barely touches, with a
+    mean 1 - p of at least OBJECT_CONFIDENCE (a label the imagery may not support). Only
+    whole objects count: an outline a pixel off or a partly missed roof is the model's
+    error, not the label's.
     """
-    from scipy.ndimage import binary_opening
-
     p = _batch(np.asarray(prob, dtype=np.float32))
     t = _batch(np.asarray(label)).astype(bool, copy=False)
     v = np.ones(p.shape, dtype=bool) if valid is None else _batch(np.asarray(valid, dtype=bool))
-    square = np.ones((1, 3, 3), dtype=bool)  # opened per patch, never across patches
     n_valid = np.count_nonzero(v, axis=(1, 2))
-    extra = binary_opening((p >= CONFIDENT) & ~t & v, structure=square)
-    missing = binary_opening((p <= 1.0 - CONFIDENT) & t & v, structure=square)
-    return {"conf_fp_frac": _ratio(np.count_nonzero(extra, axis=(1, 2)), n_valid),
-            "conf_fn_frac": _ratio(np.count_nonzero(missing, axis=(1, 2)), n_valid)}
+    pred = (p >= THRESHOLD) & v
+    extra = _whole_objects(pred, t & v, p)
+    missing = _whole_objects(t & v, pred, 1.0 - p)
+    return {"conf_fp_frac": _ratio(extra, n_valid), "conf_fn_frac": _ratio(missing, n_valid)}
 
 
 def patch_metrics(prob: np.ndarray, label: np.ndarray | None, valid: np.ndarray,

@@ -10,8 +10,9 @@ analysis grid: `patch_size` squares from the image origin). In each chosen windo
   20-50 px a side (6-15 m at 0.3 m), are drawn where the label is empty with a 3 px
   margin: a label with no building under it.
 
-With the defaults (a fifth of the windows, half of their buildings dropped, a fifth
-added) about 10 % of all buildings are dropped and fakes worth about 5 % are added. The
+With the defaults (a fifth of the windows, half of their buildings dropped, a tenth
+added) about 10 % of all buildings are dropped and fakes worth about 5 % are added
+(9-11 % and 5-6 % on the sample data for seeds 0-2). The
 corrupted windows are those whose label changed (a dropped building can reach into a
 neighbour); they are returned and written to `dst/corruption.json`.
 """
@@ -87,7 +88,7 @@ def _corrupt_image(lab: np.ndarray, size: int, fraction: float, drop: float, add
 
 
 def corrupt_labels(src: str | Path, dst: str | Path, *, patch_size: int = 256,
-                   fraction: float = 0.2, drop: float = 0.5, add: float = 0.2,
+                   fraction: float = 0.2, drop: float = 0.5, add: float = 0.1,
                    seed: int = 0) -> list[dict[str, Any]]:
     """Copy split folder `src` (images/, gt/, dataset.json) to `dst` with corrupted labels.
 

@@ -144,18 +144,21 @@ def test_soft_errors_are_the_expected_confusion_of_calibrated_probabilities():
     assert s["soft_fn_frac"][0] == pytest.approx(0.2 / 4)
 
 
-def test_confident_disagreement_ignores_outline_seams():
-    label = np.zeros((1, 16, 16), np.uint8)
-    label[0, 2:10, 2:10] = 1
-    prob = np.zeros((1, 16, 16), np.float32)
-    prob[0, 2:10, 3:11] = 0.99              # the same building, one pixel to the right
+def test_confident_disagreement_counts_whole_objects_only():
+    label = np.zeros((2, 32, 32), np.uint8)
+    label[:, 2:12, 2:12] = 1
+    prob = np.zeros((2, 32, 32), np.float32)
+    prob[:, 2:12, 3:13] = 0.99              # the same building, one pixel to the right
+    prob[0, 20:30, 2:12] = 0.6              # a partly missed roof's wing: unsure, no count
     d = confident_disagreement(prob, label)
-    assert d["conf_fp_frac"][0] == 0 and d["conf_fn_frac"][0] == 0
-    prob[0, 12:16, 12:16] = 0.95            # a confident building the label lacks
-    label[0, 0:4, 12:16] = 1                # a label where the model sees nothing
+    np.testing.assert_array_equal(d["conf_fp_frac"], [0.0, 0.0])
+    np.testing.assert_array_equal(d["conf_fn_frac"], [0.0, 0.0])
+    prob[1, 20:30, 20:30] = 0.95            # a confident building the label lacks (100 px)
+    label[1, 2:10, 20:30] = 1               # a label where the model sees nothing (80 px)
+    label[1, 28:31, 0:3] = 1                # a 9 px speck: too small to count
     d = confident_disagreement(prob, label)
-    assert d["conf_fp_frac"][0] == pytest.approx(16 / 256)
-    assert d["conf_fn_frac"][0] == pytest.approx(16 / 256)
+    np.testing.assert_allclose(d["conf_fp_frac"], [0.0, 100 / 1024])
+    np.testing.assert_allclose(d["conf_fn_frac"], [0.0, 80 / 1024])
     m = patch_metrics(prob, None, np.ones_like(label, dtype=bool))
     assert np.isnan(m["conf_fp_frac"]).all() and np.isnan(m["tp"]).all()
-    assert m["logit_hist"].sum() == 256
+    assert m["logit_hist"].sum() == 2 * 1024

@@ -6,22 +6,31 @@ import numpy as np
 import pytest
 from segexplain.core.analytics.apply import estimate_table
 from segexplain.core.analytics.baselines import leave_one_region_out
+from segexplain.core.analytics.confidence import (
+    CONFIDENCE_FEATURES,
+    derived_columns,
+    has_confidence,
+    with_derived,
+)
 from segexplain.core.analytics.fit import analyze_table
 from segexplain.core.analytics.latent import LatentPCA
 from segexplain.core.analytics.region import (
     COVERAGE_PERCENTILE,
     METHODS,
-    ConfusionEstimator,
     RegionModel,
     atc_iou,
-    confusion_feature_names,
     covered,
+    expected_union,
+    fit_atc,
     fit_atc_threshold,
+    fit_estimators,
     interval,
     mean_confidence_iou,
     overall_iou_from_errors,
     real_overall_iou,
+    take,
     valid_pixels,
+    weighted_iou,
 )
 from segexplain.core.bundle.manifest import write_analysis, write_estimate
 from segexplain.core.bundle.reader import Bundle
@@ -78,21 +87,48 @@ def test_atc_threshold_reproduces_the_reference_iou():
     assert hist.shape == (HIST_BINS,)
 
 
-def test_confusion_estimator_round_trips_through_plain_arrays(table):
+def test_union_weighted_patch_iou_is_the_overall_iou(table):
+    c = dict(table.columns)
+    v = valid_pixels(c)
+    union = c["tp"] + c["fp"] + c["fn"]
+    c["soft_fn_frac"] = c["fn"] / v              # expected misses = real misses: exact union
+    np.testing.assert_allclose(expected_union(c), union)
+    real_patch = np.where(union > 0, c["tp"] / np.maximum(union, 1), 0.0)
+    assert weighted_iou(real_patch, c) == pytest.approx(
+        real_overall_iou(c, np.arange(len(table))))
+    assert weighted_iou(np.full(len(table), np.nan), c) is None
+
+
+def test_region_model_estimates_every_method(table):
+    cols = with_derived(table.columns)
     pca = LatentPCA(n_components=8).fit(table.embeddings)
     lat = pca.transform(table.embeddings)
-    names = confusion_feature_names("full", 4)
-    assert names[:4] == ["pc1", "pc2", "pc3", "pc4"] and "soft_fp_frac" in names
-    est = ConfusionEstimator.fit(lat, table.columns, names, {"random_state": 0})
-    again = ConfusionEstimator.from_arrays(est.to_arrays("region_full"), "region_full", names)
-    for a, b in zip(est.predict(lat, table.columns), again.predict(lat, table.columns),
-                    strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-6)
-    fp, fn = est.predict(lat, table.columns)
-    assert fp.shape == fn.shape == (len(table),) and (fp >= 0).all() and (fn <= 1).all()
-    # the learned confusion tracks the real overall IoU on the patches it was fitted to
-    real = real_overall_iou(table.columns, np.arange(len(table)))
-    assert est.region_iou(lat, table.columns) == pytest.approx(real, abs=0.05)
+    ests = fit_estimators(lat, cols, n_latent=4, seed=0)
+    assert ests["mlp2d"][1] == ["pc1", "pc2"]
+    assert ests["full"][1][-2:] == list(CONFIDENCE_FEATURES) and "pc4" in ests["full"][1]
+    model = RegionModel(fit_atc(cols), ests)
+    inside = np.arange(len(table)) % 3 > 0
+    est = model.estimate(lat, cols, inside)
+    assert set(est) == set(METHODS) and all(0 <= v <= 1 for v in est.values())
+    real = real_overall_iou(cols, np.arange(len(table)))
+    assert est["atc"] == pytest.approx(real, abs=1e-6)      # fitted on these very patches
+    assert est["full"] == pytest.approx(real, abs=0.05)
+    sub = take(cols, np.flatnonzero(inside))
+    assert est["gated"] == pytest.approx(weighted_iou(model.per_patch(lat[inside], sub), sub))
+    assert model.estimate(lat, cols, np.zeros(len(table), bool))["gated"] is None
+
+
+def test_confidence_features():
+    c = {"pred_frac": np.array([0.2, 0.0, 0.1]), "soft_fp_frac": np.array([0.05, 0.0, np.nan]),
+         "soft_fn_frac": np.array([0.05, 0.0, 0.0]),
+         "logit_hist": np.zeros((3, HIST_BINS), np.int32)}
+    c["logit_hist"][:, 0] = 6          # very sure background
+    c["logit_hist"][:, HIST_BINS // 2] = 2   # unsure buildings
+    d = derived_columns(c)
+    np.testing.assert_allclose(d["soft_iou"], [0.15 / 0.25, 0.0, np.nan])
+    np.testing.assert_allclose(d["sure_frac"], [0.75, 0.75, 0.75])
+    assert not has_confidence({"pred_frac": c["pred_frac"]})
+    assert "soft_iou" in with_derived(c) and "soft_iou" not in with_derived({"x": 1})
 
 
 def test_interval_and_coverage():
@@ -123,6 +159,7 @@ def test_leave_one_region_out_holds_each_region_out(table):
                 r["estimates"]["gated"] - r["real_iou_covered"])
         assert 0.0 <= r["covered_share"] <= 1.0
     assert loo.capped["fit_capped"] and not loo.capped["eval_capped"]
+    assert loo.residual_sd > 0 and loo.gated_rmse is not None
     errs = [abs(r["errors"]["full"]) for r in loo.rows]
     assert loo.mae["full"] == pytest.approx(np.mean(errs))
     assert loo.mae["full"] < 0.1   # learned confusion transfers between synthetic regions
@@ -140,15 +177,16 @@ def test_analysis_bundle_carries_region_model_and_baselines(reference):
     res, b = reference
     m = b.manifest
     assert m["region"]["headline"] == "gated" and m["region"]["methods"] == list(METHODS)
+    assert m["region"]["atc_threshold"] == pytest.approx(res.atc_threshold)
+    assert res.atc_threshold > 0
+    assert m["region"]["interval"]["method_rmse"] == pytest.approx(res.baselines.gated_rmse)
     assert m["baselines"]["unit"] == "region" and len(m["baselines"]["rows"]) == 4
     assert m["coverage"]["novelty_max"] == COVERAGE_PERCENTILE
     assert m["label_errors"]["field"] == "label_error"
-    for a in m["region"]["arrays"]:
-        assert b.has_array(a)
+    assert m["estimators"]["full"]["features"][-2:] == list(CONFIDENCE_FEATURES)
     cols = b.patches
     np.testing.assert_array_equal(cols["covered"], covered(res.novelty_pct).astype(int))
     np.testing.assert_allclose(cols["label_error"], res.label_error, rtol=1e-6)
-    assert isinstance(res.region_model, RegionModel) and res.region_model.atc_threshold > 0
 
 
 def test_new_region_gets_a_gated_estimate_with_interval(reference, tmp_path):
