@@ -13,7 +13,10 @@ bundles:
 - per patch, the stronger estimator's grouped cross-validated MAE, R2 and Spearman, and
   the AUROC of its estimate for finding failed patches (real IoU < 0.5);
 - novelty AUROC of the held-out region's patches against the reference val patches;
-- label-error AUROC: the label-disagreement score, corrupted windows vs the rest.
+- label-error AUROC: the label-disagreement score, corrupted windows vs the rest; and
+  the share of corrupted windows the model can see at all (at least 50 of the changed
+  pixels keep its prediction on the original label's side), with the AUROC of those,
+  and the share whose score the corruption did not move (against the clean analysis).
 
 The last line on stdout is one JSON object: per seed, then per figure the values over
 the seeds with their mean, min and max, and each goal with the seeds meeting it.
@@ -149,7 +152,43 @@ def seed_run(seed: int, args: argparse.Namespace, data: Path, work: Path) -> dic
         s: auroc(score[hit & lab & (split == s)], score[~hit & lab & (split == s)])
         for s in sorted(set(split.tolist()))}
     out["corrupted_patches"] = int(hit.sum())
+    doc = json.loads((here / "corrupt" / "train" / "corruption.json").read_text())
+    out["corruption"] = {k: doc[k] for k in ("buildings", "dropped", "added")}
+    # corrupted windows the model can see: changed pixels its prediction keeps as before
+    seen = visible_corruption(windows, data / "train" / "gt", here / "corrupt" / "train" / "gt",
+                              bb, ps)
+    vis = np.array([seen.get((str(i), int(r), int(c)), False) for i, r, c in
+                    zip(bc["image"], bc["row_off"], bc["col_off"], strict=True)])
+    out["label_error_visible_share"] = float(vis[hit].mean()) if hit.any() else None
+    out["label_error_auroc_visible"] = auroc(score[vis & lab], score[~hit & lab])
+    # corrupted windows whose score the corruption did not move (the score is blind there)
+    clean = {(str(i), int(r), int(c)): float(e) for i, r, c, e in zip(
+        cols["image"], cols["row_off"], cols["col_off"], cols["label_error"], strict=True)}
+    before = np.array([clean.get((str(i), int(r), int(c)), np.nan) for i, r, c in
+                       zip(bc["image"], bc["row_off"], bc["col_off"], strict=True)])
+    moved = np.abs(score - before) > 1e-9
+    out["label_error_unmoved_share"] = float((~moved[hit]).mean()) if hit.any() else None
     out["seconds"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def visible_corruption(windows: list[dict[str, Any]], gt: Path, bad_gt: Path, bundle: Any,
+                       ps: int) -> dict[tuple[str, int, int], bool]:
+    """Per corrupted window: do at least OBJECT_MIN_PX of its changed pixels keep the
+    model's prediction on the original label's side (a corruption the model can see)?"""
+    import rasterio
+    from segexplain.core.engine.metrics import OBJECT_MIN_PX
+
+    out = {}
+    for w in windows:
+        win = ((w["row_off"], w["row_off"] + ps), (w["col_off"], w["col_off"] + ps))
+        with rasterio.open(gt / f"{w['image']}.tif") as a, \
+                rasterio.open(bad_gt / f"{w['image']}.tif") as b, \
+                rasterio.open(bundle.raster(w["image"], "prediction")) as p:
+            orig, bad = a.read(1, window=win) > 0, b.read(1, window=win) > 0
+            pred = p.read(1, window=win) == 1
+        seen = int(((orig != bad) & (pred == orig)).sum())
+        out[(w["image"], int(w["row_off"]), int(w["col_off"]))] = seen >= OBJECT_MIN_PX
     return out
 
 
@@ -163,7 +202,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per figure: values over the seeds, mean, min, max; per goal: the seeds meeting it."""
     figures = [f"region_mae.{m}" for m in (*BASELINES, "gated")] + [
         "region_mae_margin", "patch.mae", "patch.r2", "patch.spearman", "failure_auroc",
-        "novelty_auroc", "label_error_auroc", "model_val_iou"]
+        "novelty_auroc", "label_error_auroc", "label_error_visible_share",
+        "label_error_auroc_visible", "label_error_unmoved_share", "model_val_iou"]
     spread: dict[str, Any] = {}
     for f in figures:
         vals = [_get(r, f) for r in runs]
