@@ -116,6 +116,7 @@ def seed_run(seed: int, args: argparse.Namespace, data: Path, work: Path) -> dic
     out["region_mae"] = loo.get("mae")
     out["region_table"] = [
         {"region": r.get(loo.get("unit", "region")), "real": r["real_iou"],
+         "error_vs_expected": r.get("error_vs_expected"),
          "real_covered": r["real_iou_covered"], "covered_share": r["covered_share"],
          "estimates": r["estimates"], "errors": r["errors"],
          "gated_interval": r.get("gated_interval"), "gated_in_interval": r.get("gated_in_interval")}

@@ -43,6 +43,7 @@ from .region import (
     noise_se,
     real_overall_iou,
     take,
+    valid_pixels,
 )
 
 #: at most this many folds (GroupKFold over the units beyond it)
@@ -79,6 +80,22 @@ def loo_units(columns: dict[str, np.ndarray]) -> tuple[str, np.ndarray] | None:
         if len(set(units[labelled].tolist())) >= MIN_UNITS:
             return name, units
     return None
+
+
+def calibration(columns: dict[str, np.ndarray]) -> dict[str, float | None]:
+    """The model's real errors over the errors its probabilities expect, in these patches.
+
+    `fp`: sum(fp) / sum(soft_fp), `fn`: sum(fn) / sum(soft_fn); 1 = calibrated, 5 = five
+    times more errors than the model's confidence suggests (no label-free method that
+    trusts the confidence can see those).
+    """
+    v = valid_pixels(columns)
+    out: dict[str, float | None] = {}
+    for kind in ("fp", "fn"):
+        real = float(np.nansum(np.asarray(columns[kind], np.float64)))
+        soft = float(np.nansum(np.asarray(columns[f"soft_{kind}_frac"], np.float64) * v))
+        out[kind] = real / soft if soft > 0 else None
+    return out
 
 
 def _subsample(rows: np.ndarray, cap: int | None, rng: np.random.Generator) -> np.ndarray:
@@ -155,6 +172,7 @@ def leave_one_region_out(table: PatchTable, *, n_latent: int = 2, seed: int = 0,
             errors["gated"] = error(est.get("gated"), real_cov)
             results[name] = {
                 unit: name, "patches": int(all_rows.size), "real_iou": real,
+                "error_vs_expected": calibration(ev_cols),
                 "covered_share": float(inside.mean()) if inside.size else None,
                 "real_iou_covered": real_cov, "estimates": est, "errors": errors,
                 "gated_vs_region": error(est.get("gated"), real),
