@@ -44,7 +44,9 @@ def baseline_lines(b: dict[str, Any] | None) -> list[str]:
         return []
     unit = b.get("unit", "region")
     methods = b.get("methods") or list(TITLES)
-    head = f"  {unit:<12} {'real':>6} " + " ".join(f"{TITLES.get(m, m):>15}" for m in methods)
+    width = {m: 22 if m == "gated" else 15 for m in methods}
+    head = f"  {unit:<12} {'real':>6} " + " ".join(f"{TITLES.get(m, m):>{width[m]}}"
+                                                  for m in methods)
     lines = [f"region IoU by leave-one-{unit}-out (estimate and error, IoU points; gated "
              "against its covered patches, coverage in brackets):", head]
     for row in b["rows"]:
@@ -55,8 +57,9 @@ def baseline_lines(b: dict[str, Any] | None) -> list[str]:
             cell = f"{_p(e)} ({'+' if (err or 0) >= 0 else ''}{_p(err)})"
             if m == "gated":
                 cell += f" [{_p(row.get('covered_share'))}%]"
-            cells.append(f"{cell:>15}")
+            cells.append(f"{cell:>{width[m]}}")
         lines.append(f"  {str(row.get(unit)):<12} {_p(row.get('real_iou')):>6} " + " ".join(cells))
     mae = b.get("mae") or {}
-    lines.append(f"  {'MAE':<12} {'':>6} " + " ".join(f"{_p(mae.get(m)):>15}" for m in methods))
+    lines.append(f"  {'MAE':<12} {'':>6} " + " ".join(f"{_p(mae.get(m)):>{width[m]}}"
+                                                      for m in methods))
     return lines
