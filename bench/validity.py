@@ -23,6 +23,7 @@ the seeds with their mean, min and max, and each goal with the seeds meeting it.
 
     .venv/bin/python bench/validity.py [--seeds 0 1 2] [--models DIR] [--work DIR]
     .venv/bin/python bench/validity.py --quick    # tiny model, small data: minutes, CI
+    .venv/bin/python bench/validity.py --scale 1000000   # cost of the region methods only
 
 `--models DIR` takes DIR/seed<S> (made with `segexplain train --seed S`); without it
 each seed's model is trained (demo preset, about 10 minutes on a quiet 2-core machine;
@@ -226,6 +227,32 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"spread": spread, "goals": goals}
 
 
+def scale_run(n: int, dim: int = 512) -> dict[str, Any]:
+    """Seconds of the region methods (ATC fit + leave-one-region-out) on `n` synthetic patches."""
+    from segexplain.core.analytics.baselines import fit_region_level
+    from segexplain.core.engine.records import PatchTable
+    from segexplain.core.sample.synthetic import synthetic_confusion, synthetic_embeddings
+
+    x, iou, image = synthetic_embeddings(n, dim)
+    rng = np.random.default_rng(0)
+    lab = np.clip(0.1 + 0.3 * rng.random(n), 0, 1)
+    pred = np.clip(lab * (0.5 + 0.5 * iou), 0, 1)
+    cols: dict[str, np.ndarray] = {
+        "image": image.astype(str), "region": np.array(list("abcde"))[image % 5],
+        "split": np.where(image % 7 == 0, "val", "train"), "iou": iou, "label_frac": lab,
+        "pred_frac": pred, "entropy": 0.6 - 0.5 * iou, "confidence": 0.5 + 0.45 * iou,
+        "uncertain_frac": 0.3 - 0.25 * iou}
+    cols.update(synthetic_confusion(iou, lab, pred, 256 * 256, rng))
+    table = PatchTable(columns=cols, embeddings=x, footprints=[], crs_wkt="", images=[])
+    t0, c0 = time.perf_counter(), time.process_time()
+    _, loo = fit_region_level(table, n_latent=20, seed=0)
+    assert loo is not None
+    return {"bench": "validity-scale", "patches": n, "dim": dim,
+            "region_seconds": round(time.perf_counter() - t0, 1),
+            "region_cpu_seconds": round(time.process_time() - c0, 1),
+            "capped": loo.capped, "load_avg": round(os.getloadavg()[0], 2)}
+
+
 def main() -> None:
     """Run the seeds and print the JSON line."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -238,7 +265,12 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=None,
                     help="sample data root (train/, new/); default: written into --work")
     ap.add_argument("--work", type=Path, default=None, help="working folder (default: temp)")
+    ap.add_argument("--scale", type=int, default=None,
+                    help="only time the region methods on this many synthetic patches")
     args = ap.parse_args()
+    if args.scale:
+        print(json.dumps(scale_run(args.scale)), flush=True)
+        return
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="segexplain-validity-") as tmp:

@@ -104,7 +104,7 @@ def synthetic_table(n_images: int = 8, grid: int = 4, dim: int = 64, *, n_types:
         "label_frac": label_frac,
         "pred_frac": pred_frac,
     }
-    columns.update(_confusion(iou, label_frac, pred_frac, patch * patch, rng))
+    columns.update(synthetic_confusion(iou, label_frac, pred_frac, patch * patch, rng))
     if with_uncertainty:
         columns["entropy"] = np.clip(0.6 - 0.5 * iou + noise[2], 0, 1)
         columns["confidence"] = np.clip(0.5 + 0.45 * iou + noise[3], 0, 1)
@@ -127,7 +127,7 @@ def synthetic_table(n_images: int = 8, grid: int = 4, dim: int = 64, *, n_types:
                       iou_convention="zero", thumbnails=thumbs)
 
 
-def _confusion(iou: np.ndarray, label_frac: np.ndarray, pred_frac: np.ndarray, pixels: int,
+def synthetic_confusion(iou: np.ndarray, label_frac: np.ndarray, pred_frac: np.ndarray, pixels: int,
                rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Counts, expected / confident errors and logit histograms matching IoU and fractions."""
     n = iou.size
