@@ -194,6 +194,17 @@ def visible_corruption(windows: list[dict[str, Any]], gt: Path, bad_gt: Path, bu
     return out
 
 
+def rounded(obj: Any, digits: int = 4) -> Any:
+    """`obj` with every float rounded (a shorter JSON line)."""
+    if isinstance(obj, dict):
+        return {k: rounded(v, digits) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [rounded(v, digits) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return round(float(obj), digits)
+    return obj
+
+
 def _get(d: dict[str, Any], dotted: str) -> Any:
     for part in dotted.split("."):
         d = d.get(part) if isinstance(d, dict) else None
@@ -283,7 +294,7 @@ def main() -> None:
     doc = {"bench": "validity", "quick": args.quick, "seeds": seeds,
            "load_avg": round(os.getloadavg()[0], 2), "runs": runs, **summarise(runs),
            "seconds": round(time.perf_counter() - start, 1)}
-    print(json.dumps(doc, allow_nan=False, default=float), flush=True)
+    print(json.dumps(rounded(doc), allow_nan=False, default=float), flush=True)
 
 
 if __name__ == "__main__":
