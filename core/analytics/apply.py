@@ -17,13 +17,13 @@ import numpy as np
 from ..engine.records import PatchTable
 from ..errors import BundleError, ConfigurationError
 from .clustering import cluster_table
-from .confidence import with_derived
+from .confidence import has_confidence, with_derived
 from .estimators import MLPIoUEstimator, build_features, regression_scores
 from .fit import has_uncertainty
 from .label_errors import label_error_score
 from .latent import LatentPCA, whiten
 from .novelty import KNNNovelty, auroc
-from .region import Estimator, RegionModel, has_confusion_inputs, region_report
+from .region import Estimator, RegionModel, region_report
 from .stats import run_statistics
 
 
@@ -144,7 +144,7 @@ def estimate_table(table: PatchTable, ref: Reference) -> Estimate:
     if n >= 1:
         out.clusters = cluster_table(cluster, latent[:, :dims], table.columns)
     entry = ref.manifest.get("region")
-    if entry and has_confusion_inputs(cols) and "full" in ests and "mlp2d" in ests:
+    if entry and has_confidence(cols) and "full" in ests and "mlp2d" in ests:
         model = RegionModel(entry.get("atc_threshold"),
                             {k: ests[k] for k in ("mlp2d", "full")})
         out.region = region_report(model, latent, cols, pct, entry["interval"])

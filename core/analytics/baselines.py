@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..engine.records import PatchTable
-from .confidence import with_derived
+from .confidence import has_confidence, with_derived
 from .latent import LatentPCA, whiten
 from .novelty import KNNNovelty
 from .region import (
@@ -38,7 +38,6 @@ from .region import (
     error,
     fit_atc,
     fit_estimators,
-    has_confusion_inputs,
     interval,
     noise_se,
     real_overall_iou,
@@ -129,7 +128,7 @@ def leave_one_region_out(table: PatchTable, *, n_latent: int = 2, seed: int = 0,
 
     t0 = time.perf_counter()
     cols = with_derived(table.columns)
-    if not has_confusion_inputs(cols) or "tp" not in cols:
+    if not has_confidence(cols) or "tp" not in cols:
         return None
     found = loo_units(cols)
     if found is None:
@@ -212,7 +211,7 @@ def fit_region_level(table: PatchTable, *, n_latent: int,
     estimators.
     """
     cols = table.columns
-    if not has_confusion_inputs(cols) or "tp" not in cols:
+    if not has_confidence(cols) or "tp" not in cols:
         return None, None
     labelled = np.flatnonzero(np.isfinite(np.asarray(cols["tp"], np.float64)))
     if labelled.size < 10:

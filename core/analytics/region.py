@@ -74,12 +74,6 @@ REGION_COLUMNS = ("iou", "pred_frac", *UNCERTAINTY_FEATURES, *SOFT_FEATURES,
                   "image", "region")
 
 
-def has_confusion_inputs(columns: Mapping[str, np.ndarray]) -> bool:
-    """Whether the table has what the region estimates need (a decoder ran)."""
-    return all(k in columns for k in ("pred_frac", *SOFT_FEATURES, "logit_hist")) and bool(
-        np.isfinite(np.asarray(columns["pred_frac"], np.float64)).any())
-
-
 def overall_iou_from_errors(pred_px: np.ndarray, fp_px: np.ndarray,
                             fn_px: np.ndarray) -> float | None:
     """(sum P - sum fp) / (sum P + sum fn) over finite rows; None without a union."""
