@@ -1,8 +1,10 @@
-"""Text of the region-level figures for `estimate` and `info` (numpy-free, stdlib only)."""
+"""Text of the region-level figures for `estimate` and `info`."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from ..figures import format_number
 
 #: column titles of the region methods
 TITLES = {"mean_confidence": "mean conf", "atc": "ATC", "mlp2d": "2-D MLP",
@@ -10,7 +12,7 @@ TITLES = {"mean_confidence": "mean conf", "atc": "ATC", "mlp2d": "2-D MLP",
 
 
 def _p(v: Any) -> str:
-    return f"{100 * v:.1f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "n/a"
+    return format_number(v, percent=True)
 
 
 def region_lines(r: dict[str, Any] | None) -> list[str]:
@@ -44,7 +46,7 @@ def baseline_lines(b: dict[str, Any] | None) -> list[str]:
         return []
     unit = b.get("unit", "region")
     methods = b.get("methods") or list(TITLES)
-    width = {m: 22 if m == "gated" else 15 for m in methods}
+    width = {m: 24 if m == "gated" else 17 for m in methods}
     head = f"  {unit:<12} {'real':>6} " + " ".join(f"{TITLES.get(m, m):>{width[m]}}"
                                                   for m in methods)
     lines = [f"region IoU by leave-one-{unit}-out (estimate and error, IoU points; gated "
