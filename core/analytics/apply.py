@@ -17,10 +17,13 @@ import numpy as np
 from ..engine.records import PatchTable
 from ..errors import BundleError, ConfigurationError
 from .clustering import cluster_table
+from .confidence import has_confidence, with_derived
 from .estimators import MLPIoUEstimator, build_features, regression_scores
 from .fit import has_uncertainty
+from .label_errors import label_error_score
 from .latent import LatentPCA, whiten
 from .novelty import KNNNovelty, auroc
+from .region import Estimator, RegionModel, region_report
 from .stats import run_statistics
 
 
@@ -62,9 +65,11 @@ class Estimate:
     novelty_auroc: float | None = None
     clusters: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+    region: dict[str, Any] | None = None          # region-level estimate (region.py)
+    label_error: np.ndarray | None = None         # (N,) label-disagreement score
 
 
-def reference_estimators(ref: Reference) -> dict[str, tuple[MLPIoUEstimator, list[str]]]:
+def reference_estimators(ref: Reference) -> dict[str, Estimator]:
     """Rebuild the reference bundle's estimators from its arrays (numpy only)."""
     out = {}
     for name, spec in ref.manifest.get("estimators", {}).items():
@@ -88,17 +93,18 @@ def estimate_table(table: PatchTable, ref: Reference) -> Estimate:
             f"({ref.manifest.get('model', {}).get('path', 'see segexplain info')})")
     latent = pca.transform(table.embeddings)
     n = len(table)
+    cols = with_derived(table.columns)   # + the confidence features (confidence.py)
     ests = reference_estimators(ref)
     chosen = "full" if "full" in ests and has_uncertainty(table) else "latent"
     nan = np.full(n, np.nan, np.float32)
     est = nan
     if chosen in ests:
         e, names = ests[chosen]
-        est = e.predict(build_features(latent, table.columns, names))
+        est = e.predict(build_features(latent, cols, names))
     est2 = nan
     if "mlp2d" in ests:
         e, names = ests["mlp2d"]
-        est2 = e.predict(build_features(latent, table.columns, names))
+        est2 = e.predict(build_features(latent, cols, names))
     nov = ref.manifest.get("novelty") or {}
     if not nov:
         raise BundleError(f"{ref.path}: no novelty reference in the bundle; run "
@@ -128,7 +134,7 @@ def estimate_table(table: PatchTable, ref: Reference) -> Estimate:
         if chosen != "latent" and "latent" in ests:
             e, names = ests["latent"]
             out.scores["latent"] = regression_scores(
-                iou, e.predict(build_features(latent, table.columns, names)))
+                iou, e.predict(build_features(latent, cols, names)))
     if ref.has_array("novelty_distance"):
         split = np.asarray(ref.patches["split"]).astype(str)
         ref_dist = ref.array("novelty_distance")
@@ -137,5 +143,11 @@ def estimate_table(table: PatchTable, ref: Reference) -> Estimate:
             out.novelty_auroc = auroc(dist, val)
     if n >= 1:
         out.clusters = cluster_table(cluster, latent[:, :dims], table.columns)
+    entry = ref.manifest.get("region")
+    if entry and has_confidence(cols) and "full" in ests and "mlp2d" in ests:
+        model = RegionModel(entry.get("atc_threshold"),
+                            {k: ests[k] for k in ("mlp2d", "full")})
+        out.region = region_report(model, latent, cols, pct, entry["interval"])
+    out.label_error = label_error_score(table.columns)
     out.stats = run_statistics(table)
     return out

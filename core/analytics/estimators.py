@@ -113,7 +113,7 @@ class MLPIoUEstimator:
         self.random_state = random_state
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> MLPIoUEstimator:
-        """Fit on features `x` (N, F) and IoU `y` (N,); rows with NaN are left out."""
+        """Fit on features `x` (N, F) and IoU `y` (N,), or targets (N, T); NaN rows left out."""
         import warnings
 
         from sklearn.exceptions import ConvergenceWarning
@@ -123,7 +123,7 @@ class MLPIoUEstimator:
         y = np.asarray(y, dtype=np.float64)
         fill = np.array([np.nanmedian(c) if np.isfinite(c).any() else np.nan for c in x.T])
         x = np.where(np.isnan(x), fill, x)
-        ok = np.isfinite(y) & np.isfinite(x).all(axis=1)
+        ok = np.isfinite(y.reshape(len(y), -1)).all(axis=1) & np.isfinite(x).all(axis=1)
         x, y = x[ok], y[ok]
         if x.shape[0] < 5:
             raise EmptyInputError(f"{x.shape[0]} patches with a defined IoU: an estimator "

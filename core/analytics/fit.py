@@ -14,7 +14,9 @@ import numpy as np
 
 from ..engine.records import UNCERTAINTY_COLUMNS, PatchTable
 from ..progress import NULL_PROGRESS, Progress
+from .baselines import LeaveOneOut, fit_region_level
 from .clustering import LatentClustering, cluster_table
+from .confidence import estimator_features, with_derived
 from .estimators import (
     ESTIMATOR_PARAMS,
     ESTIMATOR_SPECS,
@@ -22,9 +24,9 @@ from .estimators import (
     MLPIoUEstimator,
     build_features,
     cross_validate,
-    feature_names,
     regression_scores,
 )
+from .label_errors import label_error_score
 from .latent import LatentPCA, plane_grid, whiten
 from .novelty import KNNNovelty, knn_distance
 from .stats import run_statistics
@@ -64,6 +66,9 @@ class Analysis:
     stats: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    atc_threshold: float | None = None                   # ATC's |logit| threshold (region.py)
+    baselines: LeaveOneOut | None = None                 # region methods, leave-one-region-out
+    label_error: np.ndarray | None = None                # (N,) label-disagreement score
 
 
 def has_uncertainty(table: PatchTable) -> bool:
@@ -108,11 +113,12 @@ def analyze_table(table: PatchTable, *, n_components: int = 50, clusters_max: in
         res.notes.append(f"only {int(labelled.sum())} labelled patches: the IoU estimators "
                          "and their scores are rough (a few hundred patches make them useful)")
     progress.stage("estimators", len(names))
+    cols = with_derived(table.columns)   # + the confidence features (confidence.py)
     for name in names:
-        k_lat, extra = ESTIMATOR_SPECS[name]
-        k_lat = min(k_lat, latent.shape[1], max(2, int(labelled.sum()) // PATCHES_PER_COMPONENT))
-        fnames = feature_names(k_lat, extra)
-        x = build_features(latent, table.columns, fnames)
+        k_lat = min(ESTIMATOR_SPECS[name][0], latent.shape[1],
+                    max(2, int(labelled.sum()) // PATCHES_PER_COMPONENT))
+        fnames = estimator_features(name, k_lat, table.columns)
+        x = build_features(latent, cols, fnames)
         params = {**ESTIMATOR_PARAMS[name], "random_state": seed}
         cv = cross_validate(params, x, iou, groups, n_splits=folds)
         est = MLPIoUEstimator(**params).fit(x, iou)
@@ -166,5 +172,15 @@ def analyze_table(table: PatchTable, *, n_components: int = 50, clusters_max: in
         res.novelty_pct = nov.percentile(dist)
     progress.advance()
     res.timings["novelty"] = time.perf_counter() - t0
+
+    # -- region level (region.py, baselines.py) and label errors ----------------------
+    t0 = time.perf_counter()
+    progress.stage("region methods", 1)
+    k_full = min(ESTIMATOR_SPECS["full"][0], latent.shape[1],
+                 max(2, int(labelled.sum()) // PATCHES_PER_COMPONENT))
+    res.atc_threshold, res.baselines = fit_region_level(table, n_latent=k_full, seed=seed)
+    res.label_error = label_error_score(table.columns)
+    progress.advance()
+    res.timings["region"] = time.perf_counter() - t0
     res.stats = run_statistics(table)
     return res

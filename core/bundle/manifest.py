@@ -15,6 +15,7 @@ from ..analytics.latent import LatentPCA
 from ..analytics.novelty import KNNNovelty
 from ..engine.records import PatchTable
 from .reader import Bundle
+from .validity import coverage_entry, latent_space_entry, patch_fields, region_entries
 from .writer import BundleWriter, est_iou_raster, write_float_raster
 
 
@@ -89,6 +90,7 @@ def write_analysis(writer: BundleWriter, res: Analysis,
         "cluster": (res.clustering.labels_ if res.clustering is not None
                     else np.full(n, -1, np.int64)),
         "novelty": res.novelty_pct if res.novelty_pct is not None else nan,
+        **patch_fields(res.novelty_pct, res.label_error, n),
     }
     writer.write_patches(table, extra)
     writer.write_clusters(res.clusters)
@@ -105,6 +107,7 @@ def write_analysis(writer: BundleWriter, res: Analysis,
                                   "space": f"pc1..pc{res.clustering.centers_.shape[1]}"}
     if res.novelty is not None:
         manifest["novelty"] = _novelty_manifest(res.novelty, res.novelty_pct, table)
+    manifest.update(region_entries(res))
     manifest["stats"] = res.stats
     manifest["timings_s"] = {k: round(v, 3) for k, v in res.timings.items()}
     manifest["notes"] = res.notes
@@ -153,7 +156,8 @@ def _base_manifest(kind: str, table: PatchTable, run_info: dict[str, Any], pca: 
 def _run_metadata(manifest: dict[str, Any]) -> dict[str, Any]:
     keys = ("kind", "created", "segexplain_version", "model", "data", "iou_convention",
             "patch_size", "stride", "versions", "pca", "estimators", "clustering", "novelty",
-            "stats", "reference", "estimate_scores")
+            "stats", "reference", "estimate_scores", "region", "baselines",
+            "region_estimate")
     return {k: manifest[k] for k in keys if k in manifest}
 
 
@@ -176,7 +180,8 @@ def write_estimate(writer: BundleWriter, est: Estimate, ref: Bundle,
         write_float_raster(path, grid, transform, im.crs_wkt)
     writer.write_patches(table, {
         "pc1": est.latent[:, 0], "pc2": est.latent[:, 1], "est_iou": est.est_iou,
-        "est_iou_2d": est.est_iou_2d, "cluster": est.cluster, "novelty": est.novelty_pct})
+        "est_iou_2d": est.est_iou_2d, "cluster": est.cluster, "novelty": est.novelty_pct,
+        **patch_fields(est.novelty_pct, est.label_error, len(table))})
     writer.write_clusters(est.clusters)
     manifest = _base_manifest("estimate", table, run_info, est.pca, writer)
     for im in manifest["images"]:
@@ -200,6 +205,10 @@ def write_estimate(writer: BundleWriter, est: Estimate, ref: Bundle,
     manifest["novelty"] = nov
     if est.scores:
         manifest["estimate_scores"] = est.scores
+    manifest["coverage"] = coverage_entry()
+    manifest["latent_space"] = latent_space_entry(est.pca, int(nov.get("space_dims") or 50))
+    if est.region is not None:
+        manifest["region_estimate"] = est.region
     manifest["stats"] = est.stats
     writer.write_run_metadata(_run_metadata(manifest))
     return manifest

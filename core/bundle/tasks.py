@@ -61,7 +61,17 @@ def export_tasks(bundle: str | Path, out: str | Path, fmt: str = "gpkg", *,
                         uncertain_check=uncertain_check)
     rows = {k: cols[k] for k in TASK_FIELDS if k in cols}
     rows["task"] = task
-    geoms = _footprints(b)
+    write_task_layer(out, fmt, "tasks", TASK_FIELDS, rows, patch_footprints(b),
+                     b.manifest.get("crs_wkt"))
+    counts = {t: int((task == t).sum()) for t in TASKS}
+    return {"out": str(out), "format": fmt, "patches": int(task.size), "tasks": counts}
+
+
+def write_task_layer(out: str | Path, fmt: str, layer: str, fields: dict[str, str],
+                     rows: dict[str, Any], geoms: list[Any], crs_wkt: str | None) -> None:
+    """Write one layer to a new GeoPackage / GeoJSON `out` (replaced atomically)."""
+    if fmt not in ("gpkg", "geojson"):
+        raise ConfigurationError(f"--format {fmt!r}: expected gpkg or geojson")
     out = Path(out)
     if out.exists():
         try:
@@ -73,14 +83,11 @@ def export_tasks(bundle: str | Path, out: str | Path, fmt: str = "gpkg", *,
     tmp.unlink(missing_ok=True)
     driver = "GPKG" if fmt == "gpkg" else "GeoJSON"
     options = ["RFC7946=YES"] if fmt == "geojson" else []
-    write_gpkg_layer(tmp, "tasks", TASK_FIELDS, rows, geoms, b.manifest.get("crs_wkt"),
-                     driver=driver, options=options)
+    write_gpkg_layer(tmp, layer, fields, rows, geoms, crs_wkt, driver=driver, options=options)
     tmp.replace(out)
-    counts = {t: int((task == t).sum()) for t in TASKS}
-    return {"out": str(out), "format": fmt, "patches": int(task.size), "tasks": counts}
 
 
-def _footprints(b: Bundle) -> list[Any]:
+def patch_footprints(b: Bundle) -> list[Any]:
     """Patch footprints (shapely) of the bundle ordered by patch_id."""
     from shapely import wkb
 

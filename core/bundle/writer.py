@@ -34,7 +34,8 @@ PATCH_FIELDS: dict[str, str] = {
     "iou": "real", "est_iou": "real", "est_iou_2d": "real", "pc1": "real", "pc2": "real",
     "cluster": "int", "label_frac": "real", "pred_frac": "real", "accuracy": "real",
     "precision": "real", "recall": "real", "entropy": "real", "confidence": "real",
-    "uncertain_frac": "real", "novelty": "real",
+    "uncertain_frac": "real", "novelty": "real", "covered": "int", "label_error": "real",
+    "conf_fp_frac": "real", "conf_fn_frac": "real",
 }
 
 CLUSTER_FIELDS: dict[str, str] = {

@@ -46,6 +46,7 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     from ..engine.settings import EngineSettings
     from ..errors import ConfigurationError
     from ._common import load, print_scores, versions
+    from ._validity import region_lines
 
     start = time.perf_counter()
     ref = Bundle(args.reference)
@@ -92,8 +93,11 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
                      f"{est.novelty_auroc:.3f}")
     if est.scores:
         print_scores(progress, "estimate vs real IoU", est.scores)
+    for line in region_lines(est.region):
+        progress.log(line)
     progress.log(f"wrote {out}")
     return {"bundle": str(out), "kind": "estimate", "n_patches": len(table),
             "estimator": est.estimator, "mean_est_iou": nanmean_or_none(est.est_iou),
             "novelty_mean": nov.get("mean"), "novelty_auroc": est.novelty_auroc,
-            "scores": est.scores, "seconds": round(time.perf_counter() - start, 2)}
+            "scores": est.scores, "region": est.region,
+            "seconds": round(time.perf_counter() - start, 2)}

@@ -15,6 +15,7 @@ from typing import Any
 from ..engine.records import describe_convention
 from ..figures import format_number, nanmean_or_none
 from ..progress import Progress
+from ._validity import baseline_lines, region_lines
 
 HELP = "summarise a bundle: counts, IoU figures, estimator scores, clusters, novelty"
 
@@ -55,6 +56,9 @@ def summarize(path: Path) -> dict[str, Any]:
         "clustering": {k: v for k, v in (m.get("clustering") or {}).items() if k != "sweep"},
         "novelty": m.get("novelty"),
         "notes": m.get("notes", []),
+        "coverage": m.get("coverage"),
+        "region_estimate": m.get("region_estimate"),
+        "baselines": m.get("baselines"),
     }
     out["est_iou_mean"] = nanmean_or_none(cols.get("est_iou", []))
     if b.kind == "estimate":
@@ -118,6 +122,8 @@ def render(s: dict[str, Any]) -> str:
             auroc = nov.get("auroc_vs_reference_val")
             text += f", AUROC vs reference val {format_number(auroc)}"
         lines.append(text)
+    lines.extend(region_lines(s.get("region_estimate")))
+    lines.extend(baseline_lines(s.get("baselines")))
     if s.get("reference"):
         lines.append(f"reference: {s['reference']}")
     lines.extend(f"note: {n}" for n in s.get("notes") or [])

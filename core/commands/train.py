@@ -20,7 +20,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="data folder (train and val splits, e.g. `segexplain sample-data`)")
     p.add_argument("--out", required=True, type=Path, help="model folder to write")
     p.add_argument("--preset", choices=("demo", "tiny"), default="demo",
-                   help="demo: the sample data in < 10 min on 2 cores; tiny: seconds, for tests")
+                   help="demo: the sample data in about 10 min on 2 quiet cores; tiny: seconds, "
+                        "for tests")
     p.add_argument("--encoder", default=None, help="smp encoder (preset decides)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (preset decides)")
     p.add_argument("--patch-size", type=int, default=None,
@@ -29,10 +30,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps-per-epoch", type=int, default=None,
                    help="optimiser steps per epoch (default: preset, or one pass over the data)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate")
-    p.add_argument("--minutes", type=float, default=None,
-                   help="wall-clock budget; the learning rate anneals to fit it")
     p.add_argument("--in-channels", type=int, default=None, help="image bands the model takes")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads, fixed for the run (default: the usable cores); "
+                        "the same seed and thread count give the same weights")
     p.add_argument("--seed", type=int, default=None, help="random seed")
 
 
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             f"--out {out} exists and is not a model folder; choose a new folder name")
     cfg = preset(args.preset, encoder=args.encoder, epochs=args.epochs,
                  patch_size=args.patch_size, batch_size=args.batch_size,
-                 steps_per_epoch=args.steps_per_epoch, lr=args.lr, minutes=args.minutes,
+                 steps_per_epoch=args.steps_per_epoch, lr=args.lr,
                  in_channels=args.in_channels, threads=args.threads, seed=args.seed)
     pairs = discover(args.data, require_labels=True)
     tr = [p for p in pairs if p.split == "train"]
@@ -77,7 +78,8 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     os.replace(tmp, out)
     result = {"model": str(out), "encoder": cfg.encoder,
               "val_iou": log.get("val_iou"), "best_epoch": log.get("best_epoch"),
-              "seconds": log["seconds"], "epochs": len(log["epochs"])}
+              "seconds": log["seconds"], "epochs": len(log["epochs"]),
+              "steps": log["steps"], "threads": log["threads"]}
     progress.log(f"model written to {out} (val IoU "
                  f"{log.get('val_iou', float('nan')):.4f}, {log['seconds']:.0f} s)")
     return result

@@ -39,7 +39,7 @@ from ..model.backends import Backend, make_backend
 from ..model.spec import POOLINGS, OnnxModel, is_onnx, load_onnx_model
 from ..progress import NULL_PROGRESS, Progress
 from .metrics import THRESHOLD, patch_metrics
-from .records import METRIC_COLUMNS, ImageRecord, PatchTable
+from .records import ARRAY_COLUMNS, METRIC_COLUMNS, ImageRecord, PatchTable
 from .settings import EngineSettings
 from .stitch import StripStitcher, window_bounds
 
@@ -217,7 +217,8 @@ def iter_batches(images: list[_Image], backend: Backend, *, batch_size: int,
             if prob is None:  # encoder only: label statistics without a prediction
                 m = patch_metrics(np.zeros(valid.shape, np.float32), labels, valid,
                                   iou_convention, with_uncertainty=False)
-                for k in ("iou", "accuracy", "precision", "recall", "pred_frac"):
+                for k in ("iou", "accuracy", "precision", "recall", "pred_frac", "tp", "fp",
+                          "fn", "tn"):
                     m[k] = np.full(len(patches), np.nan)
             else:
                 m = patch_metrics(prob, labels, valid, iou_convention)
@@ -324,7 +325,8 @@ def _analyze(images: list[_Image], lm: LoadedModel | OnnxModel, cfg: EngineSetti
                     st.add(w, res.prob[i], res.valid[i],
                            res.labels[i] if res.labels is not None else None)
             for k in METRIC_COLUMNS:
-                cols[k].append(np.asarray(res.metrics[k], dtype=np.float64))
+                dtype = ARRAY_COLUMNS.get(k, np.float64)
+                cols[k].append(np.asarray(res.metrics[k], dtype=dtype))
             for w in res.windows:
                 r0, c0, h, wd = window_bounds(w)
                 loc["image"].append(img.record.name)

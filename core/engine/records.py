@@ -24,11 +24,15 @@ IOU_CONVENTIONS = tuple(IOU_CONVENTION_TEXT)
 #: The question an IoU convention answers (a label for the choice).
 IOU_CONVENTION_QUESTION = "IoU when label and prediction are both empty"
 
-#: Per-patch numeric columns the engine fills (NaN where undefined or unlabelled).
+#: Per-patch numeric columns the engine fills (NaN where undefined or unlabelled; see
+#: `metrics`): scores, uncertainty, expected and confident errors, pixel counts.
 METRIC_COLUMNS = (
     "iou", "accuracy", "precision", "recall", "label_frac", "pred_frac",
-    "entropy", "confidence", "uncertain_frac",
+    "entropy", "confidence", "uncertain_frac", "soft_fp_frac", "soft_fn_frac",
+    "conf_fp_frac", "conf_fn_frac", "tp", "fp", "fn", "tn", "logit_hist",
 )
+#: Columns with several values per patch (N, B) and their dtype; the others are float64.
+ARRAY_COLUMNS = {"logit_hist": np.int32}
 #: Per-patch columns that describe where the patch is.
 LOCATION_COLUMNS = ("patch_id", "image", "region", "split", "row_off", "col_off",
                     "height", "width")

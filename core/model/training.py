@@ -4,11 +4,11 @@ Training samples random square crops from the "train" images (read window by win
 through `imagery.open_source`, a batch ahead in reader threads), with augmentation
 (horizontal / vertical flips, 90 degree rotations, brightness and contrast jitter). The
 loss is BCE (building pixels weighed by `pos_weight`) + soft Dice over valid pixels;
-AdamW with a linear warm-up then a cosine decay to ~0 driven by whichever budget runs
-out first, the step count or the time limit, so a `minutes`-limited run still anneals
-its learning rate to the end. After every epoch the model predicts the "val" patches
-(all, or an evenly spread subset of `val_patches`) and logs the overall IoU (total
-intersection over total union).
+AdamW with a linear warm-up then a cosine decay to ~0 over a fixed number of optimiser
+steps (`epochs` x `steps_per_epoch`): the run's length is counted in steps, never in
+seconds. After every epoch the model predicts the "val" patches (all, or an evenly
+spread subset of `val_patches`) and logs the overall IoU (total intersection over total
+union).
 
 An exponential moving average of the weights and batch-norm statistics (`ema_decay`)
 follows the optimiser; it is what gets validated and saved, and it smooths away most of
@@ -17,18 +17,22 @@ of the epoch with the best validation IoU are kept, else those of the last epoch
 run's `val_iou` is the overall IoU of the kept weights over every val patch (the kept
 epoch is chosen on that split, so the figure is slightly optimistic).
 
-Presets (`PRESETS`): "demo" (the built-in sample data, under 10 minutes on 2 shared
-cores) and "tiny" (seconds; for tests and smoke runs).
+Presets (`PRESETS`): "demo" (the built-in sample data, about 10 minutes on a quiet
+2-core machine) and "tiny" (seconds; for tests and smoke runs).
 
-Threads: by default as many as the machine has free cores (`backends.default_threads`),
-checked again every 25 steps; on a shared 2-core machine oversubscribed OpenMP threads
-make a step 2-3x slower.
+Determinism: the same configuration and seed give bit-identical weights whatever the
+machine's load. Crops, augmentation and initial weights come from seeded generators in
+a fixed order; the step count is fixed; and the intra-op thread count is fixed for the
+whole run (`threads`, default: the cores this process may use, never the current load),
+because the number of threads sets how CPU kernels split their sums, and so the last
+bits of every float. On a busy machine the run is slower, never different.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -43,7 +47,6 @@ from ..data.windows import PatchWindow
 from ..errors import CancelledError, ConfigurationError, EmptyInputError
 from ..figures import overall_iou
 from ..progress import NULL_PROGRESS, Progress
-from .backends import default_threads
 from .models import LoadedModel, as_loaded, build_model
 
 
@@ -63,7 +66,6 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     warmup_steps: int = 20
-    minutes: float | None = None     # wall-clock budget (training + validation)
     seed: int = 0
     threads: int | None = None
     val_every: int = 1
@@ -79,19 +81,30 @@ class TrainConfig:
         return d
 
 
+#: optimiser steps of the demo preset (a multiple of its 100 steps per epoch)
+DEMO_STEPS = 1600
+
 PRESETS: dict[str, TrainConfig] = {
     # sample data (5 regions x 3 training tiles of 1024 px): a light RegNetX-200MF U-Net,
-    # 192 px crops, weight averaging, every val patch per epoch; stops after 9.6 x 0.93
-    # minutes of training (about 9 minutes of wall time on 2 shared cores)
+    # 192 px crops, weight averaging, every val patch per epoch; DEMO_STEPS optimiser
+    # steps (about 10 minutes on a quiet 2-core machine, see README)
     "demo": TrainConfig(encoder="tu-regnetx_002", decoder_channels=(64, 32, 16, 16, 8),
-                        epochs=30, patch_size=192, batch_size=8, steps_per_epoch=100,
-                        lr=5e-3, warmup_steps=60, minutes=9.6, val_patches=None,
+                        epochs=DEMO_STEPS // 100, patch_size=192, batch_size=8,
+                        steps_per_epoch=100, lr=5e-3, warmup_steps=60, val_patches=None,
                         pos_weight=2.0),
     # seconds: a model that runs end to end, not one that segments well
     "tiny": TrainConfig(encoder="resnet18", decoder_channels=(32, 16, 16, 8, 8),
                         epochs=2, patch_size=64, val_patch_size=128, batch_size=4,
                         steps_per_epoch=4, lr=3e-3, warmup_steps=1),
 }
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity), independent of the current load."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 # -- augmentation -----------------------------------------------------------------------
@@ -217,14 +230,9 @@ def validation_counts(module: torch.nn.Module, jobs: Sequence[tuple[Any, PatchWi
 
 # -- training ---------------------------------------------------------------------------
 
-TRAIN_SHARE = 0.93   # of the time budget spent on optimiser steps (the rest: validation)
-
-
-def _lr_factor(step: int, total_steps: int, elapsed: float, budget: float | None,
-               warmup: int) -> float:
+def lr_factor(step: int, total_steps: int, warmup: int) -> float:
+    """Learning-rate multiplier at `step`: linear warm-up, then cosine to 0.005."""
     frac = step / max(total_steps, 1)
-    if budget:
-        frac = max(frac, elapsed / (budget * TRAIN_SHARE))
     warm = min(1.0, (step + 1) / max(warmup, 1))
     return warm * (0.005 + 0.995 * 0.5 * (1.0 + math.cos(math.pi * min(frac, 1.0))))
 
@@ -266,8 +274,8 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.epochs < 1 or cfg.batch_size < 2:
         raise ConfigurationError(
             f"epochs {cfg.epochs}, batch size {cfg.batch_size}: expected >= 1 and >= 2")
-    if cfg.minutes is not None and cfg.minutes <= 0:
-        raise ConfigurationError(f"--minutes {cfg.minutes}: expected a positive number")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise ConfigurationError(f"threads {cfg.threads}: expected at least 1")
 
 
 def train(train_pairs: Sequence[Any], val_pairs: Sequence[Any], cfg: TrainConfig, *,
@@ -285,11 +293,12 @@ def train(train_pairs: Sequence[Any], val_pairs: Sequence[Any], cfg: TrainConfig
     labelled = [p for p in train_pairs if p.label is not None]
     if not labelled:
         raise EmptyInputError("the training images have no labels: training needs them")
-    threads = int(cfg.threads or default_threads())
+    threads = int(cfg.threads or usable_cores())
+    previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     torch.manual_seed(cfg.seed)
     start = time.monotonic()
-    budget = cfg.minutes * 60.0 if cfg.minutes else None
+    cpu_start = time.process_time()
     train_src = [open_source(p, channels=cfg.in_channels, warn=progress) for p in labelled]
     val_src = [open_source(p, channels=cfg.in_channels, warn=progress)
                for p in val_pairs if p.label is not None]
@@ -313,18 +322,14 @@ def train(train_pairs: Sequence[Any], val_pairs: Sequence[Any], cfg: TrainConfig
     try:
         batches = sampler.batches()
         for epoch in range(1, cfg.epochs + 1):
-            t0 = time.monotonic()
+            t0, c0 = time.monotonic(), time.process_time()
             module.train()
             progress.stage(f"epoch {epoch}/{cfg.epochs}", steps)
             losses = []
             for _ in range(steps):
                 if cancel is not None and cancel():
                     raise CancelledError("training was cancelled; no model was written")
-                if not cfg.threads and step and step % 25 == 0:  # follow a shared machine's load
-                    threads = default_threads(own=threads)
-                    torch.set_num_threads(threads)
-                f = _lr_factor(step, total_steps, time.monotonic() - start, budget,
-                               cfg.warmup_steps)
+                f = lr_factor(step, total_steps, cfg.warmup_steps)
                 for g in opt.param_groups:
                     g["lr"] = cfg.lr * f
                 x, y, v = (torch.from_numpy(a) for a in next(batches))
@@ -338,12 +343,11 @@ def train(train_pairs: Sequence[Any], val_pairs: Sequence[Any], cfg: TrainConfig
                 losses.append(float(loss.detach()))
                 step += 1
                 progress.advance()
-                if budget and time.monotonic() - start > budget * TRAIN_SHARE:
-                    break
-            entry: dict[str, Any] = {"epoch": epoch, "steps": len(losses), "threads": threads,
+            entry: dict[str, Any] = {"epoch": epoch, "steps": len(losses),
                                      "loss": float(np.mean(losses)), "lr": cfg.lr * f}
-            last = epoch == cfg.epochs or bool(
-                budget and time.monotonic() - start > budget * TRAIN_SHARE)
+            entry["train_seconds"] = round(time.monotonic() - t0, 2)
+            entry["train_cpu_seconds"] = round(time.process_time() - c0, 2)
+            last = epoch == cfg.epochs
             if val_src and (epoch % cfg.val_every == 0 or last):
                 c = validation_counts(kept, val_jobs)
                 entry["val_iou"] = overall_iou(c["tp"], c["fp"], c["fn"])
@@ -353,14 +357,13 @@ def train(train_pairs: Sequence[Any], val_pairs: Sequence[Any], cfg: TrainConfig
                     state = {k: t.detach().clone() for k, t in kept.state_dict().items()}
                     best = (entry["val_iou"], epoch, state, c)
             entry["seconds"] = round(time.monotonic() - t0, 2)
+            entry["cpu_seconds"] = round(time.process_time() - c0, 2)
             entry["elapsed"] = round(time.monotonic() - start, 2)
             log["epochs"].append(entry)
             iou = entry.get("val_iou")
             progress.log(f"epoch {epoch}: loss {entry['loss']:.4f}"
                          + (f", val IoU {iou:.4f}" if iou is not None else "")
                          + f" ({entry['seconds']:.0f} s)")
-            if last:
-                break
         if best is not None:
             kept.load_state_dict(best[2])
             log["best_epoch"] = best[1]
@@ -377,7 +380,10 @@ def train(train_pairs: Sequence[Any], val_pairs: Sequence[Any], cfg: TrainConfig
         sampler.close()
         for s in train_src + val_src:
             s.close()
+        torch.set_num_threads(previous_threads)
+    log["steps"] = step
     log["seconds"] = round(time.monotonic() - start, 2)
+    log["cpu_seconds"] = round(time.process_time() - cpu_start, 2)
     module = kept.to(memory_format=torch.contiguous_format).eval()
     return as_loaded(module), log
 

@@ -4,14 +4,17 @@
 images of `grid` x `grid` patches in EPSG:32633: each patch has a latent "scene type"
 (its cluster), its image's region shifts the embedding, the IoU depends smoothly on the
 scene type and position in the embedding, and the uncertainty features follow the IoU
-with noise (as a real model's do). Footprints are shapely boxes on the image grid; image
-records carry tp/fp/fn/tn counts consistent with the patches.
+with noise (as a real model's do). The confusion counts (tp, fp, fn, tn), expected and
+confident errors and the logit histogram agree with each patch's IoU and fractions.
+Footprints are shapely boxes on the image grid; image records carry tp/fp/fn/tn counts
+consistent with the patches.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..engine.metrics import HIST_BINS, HIST_LIMIT, HIST_WIDTH
 from ..engine.records import ImageRecord, PatchTable
 
 SYNTHETIC_CRS = "EPSG:32633"
@@ -101,13 +104,19 @@ def synthetic_table(n_images: int = 8, grid: int = 4, dim: int = 64, *, n_types:
         "label_frac": label_frac,
         "pred_frac": pred_frac,
     }
+    columns.update(synthetic_confusion(iou, label_frac, pred_frac, patch * patch, rng))
     if with_uncertainty:
         columns["entropy"] = np.clip(0.6 - 0.5 * iou + noise[2], 0, 1)
         columns["confidence"] = np.clip(0.5 + 0.45 * iou + noise[3], 0, 1)
         columns["uncertain_frac"] = np.clip(0.3 - 0.25 * iou + noise[1] * 0.5, 0, 1)
     else:
-        for k in ("entropy", "confidence", "uncertain_frac"):
+        for k in ("entropy", "confidence", "uncertain_frac", "soft_fp_frac", "soft_fn_frac",
+                  "conf_fp_frac", "conf_fn_frac"):
             columns[k] = np.full(n, np.nan)
+        columns["logit_hist"] = np.zeros((n, HIST_BINS), np.int32)
+    for im in images:   # image counts: the sums of their patches' counts
+        rows = columns["image"] == im.name
+        im.counts = {k: int(columns[k][rows].sum()) for k in ("tp", "fp", "fn", "tn")}
     thumbs = {
         "image": rng.integers(0, 255, size=(n, thumb, thumb, 3), dtype=np.uint8),
         "label": (rng.random((n, thumb, thumb)) < 0.2).astype(np.uint8),
@@ -116,6 +125,36 @@ def synthetic_table(n_images: int = 8, grid: int = 4, dim: int = 64, *, n_types:
     return PatchTable(columns=columns, embeddings=np.asarray(embs, np.float32),
                       footprints=footprints, crs_wkt=crs, images=images,
                       iou_convention="zero", thumbnails=thumbs)
+
+
+def synthetic_confusion(iou: np.ndarray, label_frac: np.ndarray, pred_frac: np.ndarray, pixels: int,
+               rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Counts, expected / confident errors and logit histograms matching IoU and fractions."""
+    n = iou.size
+    lab = np.round(label_frac * pixels)
+    pred = np.round(pred_frac * pixels)
+    tp = np.minimum(np.round(iou * (pred + lab) / (1.0 + iou)), np.minimum(pred, lab))
+    fp, fn = pred - tp, lab - tp
+    tn = pixels - tp - fp - fn
+    hist = np.zeros((n, HIST_BINS), np.int64)
+
+    def put(counts: np.ndarray, logit: float) -> None:
+        spread = rng.normal(logit, 0.7, size=n)
+        b = np.clip(((spread + HIST_LIMIT) / HIST_WIDTH).astype(int), 0, HIST_BINS - 1)
+        b = np.clip(b, HIST_BINS // 2 if logit >= 0 else 0,
+                    HIST_BINS - 1 if logit >= 0 else HIST_BINS // 2 - 1)
+        np.add.at(hist, (np.arange(n), b), counts.astype(np.int64))
+
+    put(tp, 5.0)
+    put(fp, 1.2)
+    put(fn, -1.2)
+    put(tn, -7.0)
+    jitter = rng.lognormal(0.0, 0.2, size=(2, n))
+    return {"tp": tp, "fp": fp, "fn": fn, "tn": tn, "pred_frac": pred / pixels,
+            "label_frac": lab / pixels,
+            "soft_fp_frac": fp / pixels * jitter[0], "soft_fn_frac": fn / pixels * jitter[1],
+            "conf_fp_frac": 0.3 * fp / pixels, "conf_fn_frac": 0.3 * fn / pixels,
+            "logit_hist": hist.astype(np.int32)}
 
 
 def synthetic_embeddings(n: int, dim: int, *, n_types: int = 14,

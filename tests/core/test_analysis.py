@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 from segexplain.core.analytics.apply import estimate_table
+from segexplain.core.analytics.confidence import with_derived
 from segexplain.core.analytics.estimators import MLPIoUEstimator, build_features
 from segexplain.core.analytics.fit import analyze_table
 from segexplain.core.bundle.manifest import write_analysis, write_estimate
@@ -61,7 +62,7 @@ def test_estimate_uses_stored_arrays_only(reference, tmp_path):
     assert est.estimator == "full"
     # same numbers as the in-memory estimator: the bundle's arrays are enough
     latent = res.pca.transform(new.embeddings)
-    x = build_features(latent, new.columns, res.features["full"])
+    x = build_features(latent, with_derived(new.columns), res.features["full"])
     np.testing.assert_allclose(est.est_iou, res.estimators["full"].predict(x), atol=1e-5)
     again = MLPIoUEstimator.from_arrays({a: b.array(a) for a in
                                          b.manifest["estimators"]["full"]["arrays"]}, "full")

@@ -13,8 +13,8 @@ from rasterio.crs import CRS
 from rasterio.transform import from_origin
 from segexplain.core.data.datasets import ImagePair
 from segexplain.core.engine.inference import analyze_images, iter_batches
-from segexplain.core.engine.metrics import confusion_counts, iou_from_counts
-from segexplain.core.engine.records import METRIC_COLUMNS, UNCERTAINTY_COLUMNS
+from segexplain.core.engine.metrics import HIST_BINS, confusion_counts, iou_from_counts
+from segexplain.core.engine.records import ARRAY_COLUMNS, METRIC_COLUMNS, UNCERTAINTY_COLUMNS
 from segexplain.core.engine.settings import EngineSettings
 from segexplain.core.errors import ConfigurationError, EmptyInputError, NoValidPatchError
 from segexplain.core.model.models import as_loaded, build_model
@@ -93,7 +93,7 @@ def test_patch_table_shapes(result, model):
     assert table.embeddings.shape == (n, model.embedding_channels)
     assert table.embeddings.dtype == np.float32 and np.isfinite(table.embeddings).all()
     for k in METRIC_COLUMNS:
-        assert table.columns[k].shape == (n,), k
+        assert table.columns[k].shape == (n, *([HIST_BINS] if k in ARRAY_COLUMNS else [])), k
     assert table.columns["patch_id"].tolist() == list(range(n))
     assert table.columns["row_off"].tolist() == [0, 0, 0, 64, 64, 64]
     assert table.columns["col_off"].tolist() == [0, 64, 128, 0, 64, 128]

@@ -5,9 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from segexplain.core.engine.metrics import (
+    HIST_BINS,
+    HIST_LIMIT,
+    HIST_WIDTH,
+    confident_disagreement,
     confusion_counts,
     iou_from_counts,
+    logit_histogram,
     patch_metrics,
+    soft_errors,
     uncertainty,
 )
 from segexplain.core.errors import ConfigurationError
@@ -117,3 +123,42 @@ def test_overall_iou_is_total_intersection_over_total_union():
     assert overall_iou(np.array([3, 0]), np.array([3, 0]), np.array([1, 4])) == \
         pytest.approx(3 / 11)
     assert np.isnan(overall_iou(0, 0, 0))
+
+
+def test_logit_histogram_counts_valid_pixels_by_logit():
+    prob = np.array([[[0.0, 0.2, 0.4999, 0.5], [0.6, 0.99, 1.0, 0.3]]], np.float32)
+    valid = np.ones_like(prob, dtype=bool)
+    valid[0, 1, 3] = False
+    h = logit_histogram(prob, valid)
+    assert h.shape == (1, HIST_BINS) and h.dtype == np.int32 and h.sum() == 7
+    assert h[0, HIST_BINS // 2:].sum() == 4          # p >= 0.5: the predicted pixels
+    assert h[0, 0] == 1 and h[0, -1] == 1            # p = 0 and p = 1 land in the end bins
+    z = np.log(0.99 / 0.01)                          # logit 4.6 -> bin (4.6 + 8) / 0.5
+    assert h[0, int((z + HIST_LIMIT) / HIST_WIDTH)] == 1
+
+
+def test_soft_errors_are_the_expected_confusion_of_calibrated_probabilities():
+    prob = np.array([[[0.9, 0.6], [0.2, 0.0]]], np.float32)
+    s = soft_errors(prob)
+    assert s["soft_fp_frac"][0] == pytest.approx((0.1 + 0.4) / 4)
+    assert s["soft_fn_frac"][0] == pytest.approx(0.2 / 4)
+
+
+def test_confident_disagreement_counts_whole_objects_only():
+    label = np.zeros((2, 32, 32), np.uint8)
+    label[:, 2:12, 2:12] = 1
+    prob = np.zeros((2, 32, 32), np.float32)
+    prob[:, 2:12, 3:13] = 0.99              # the same building, one pixel to the right
+    prob[0, 20:30, 2:12] = 0.6              # a partly missed roof's wing: unsure, no count
+    d = confident_disagreement(prob, label)
+    np.testing.assert_array_equal(d["conf_fp_frac"], [0.0, 0.0])
+    np.testing.assert_array_equal(d["conf_fn_frac"], [0.0, 0.0])
+    prob[1, 20:30, 20:30] = 0.95            # a confident building the label lacks (100 px)
+    label[1, 2:10, 20:30] = 1               # a label where the model sees nothing (80 px)
+    label[1, 28:31, 0:3] = 1                # a 9 px speck: too small to count
+    d = confident_disagreement(prob, label)
+    np.testing.assert_allclose(d["conf_fp_frac"], [0.0, 100 / 1024])
+    np.testing.assert_allclose(d["conf_fn_frac"], [0.0, 80 / 1024])
+    m = patch_metrics(prob, None, np.ones_like(label, dtype=bool))
+    assert np.isnan(m["conf_fp_frac"]).all() and np.isnan(m["tp"]).all()
+    assert m["logit_hist"].sum() == 2 * 1024

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -18,7 +20,10 @@ from segexplain.core.model.training import (
     augment,
     bce_dice_loss,
     check_config,
+    lr_factor,
     preset,
+    train,
+    usable_cores,
     validation_windows,
 )
 from segexplain.core.sample.generate import write_sample_data
@@ -122,3 +127,47 @@ def test_tiny_preset_trains_and_saves_a_loadable_model(tmp_path):
     assert main(["train", "--data", str(data / "train"), "--out", str(junk),
                  "--preset", "tiny", "--progress", "none"]) == 2
     assert (junk / "keep.txt").exists()
+
+
+def test_learning_rate_follows_the_step_count_alone():
+    lrs = [lr_factor(s, 100, 10) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and max(lrs) == pytest.approx(lrs[9])
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:], strict=False))  # cosine decay
+    assert lrs[-1] < 0.01
+    with pytest.raises(ConfigurationError, match="threads 0"):
+        check_config(preset("tiny", threads=0))
+
+
+def test_demo_preset_is_a_fixed_number_of_steps():
+    cfg = preset("demo")
+    assert cfg.epochs * cfg.steps_per_epoch >= 1000
+    assert "minutes" not in cfg.to_dict()
+
+
+@pytest.mark.slow
+def test_same_seed_gives_identical_weights_on_a_busy_machine(tmp_path):
+    """Same seed and thread count -> bit-identical weights, with another core kept busy."""
+    data = tmp_path / "data"
+    write_sample_data(data, small=True)
+    pairs = discover(data / "train")
+    tr = [p for p in pairs if p.split == "train"]
+    va = [p for p in pairs if p.split == "val"]
+    cfg = preset("tiny", seed=7)        # default threads: the usable cores, not the load
+
+    def weights() -> tuple[dict[str, torch.Tensor], dict]:
+        model, log = train(tr, va, cfg)
+        return {k: v.clone() for k, v in model.module.state_dict().items()}, log
+
+    quiet, log_a = weights()
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        busy, log_b = weights()
+    finally:
+        burner.kill()
+        burner.wait()
+    assert quiet.keys() == busy.keys()
+    assert all(torch.equal(quiet[k], busy[k]) for k in quiet)
+    assert log_a["steps"] == log_b["steps"] == cfg.epochs * cfg.steps_per_epoch
+    assert log_a["val_iou"] == log_b["val_iou"] and log_a["threads"] == usable_cores()
+    other, _ = train(tr, va, preset("tiny", seed=8))
+    assert not all(torch.equal(quiet[k], other.module.state_dict()[k]) for k in quiet)

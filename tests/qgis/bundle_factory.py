@@ -31,7 +31,8 @@ ESTIMATORS = {"mlp2d": ["pc1", "pc2"], "full": ["pc1", "pc2", "pc3", "entropy", 
 #: Manifest keys copied into the run_metadata table (as core.bundle.manifest does).
 RUN_METADATA_KEYS = ("kind", "created", "segexplain_version", "model", "data",
                      "iou_convention", "patch_size", "stride", "versions", "pca", "estimators",
-                     "clustering", "novelty", "stats", "reference", "estimate_scores")
+                     "clustering", "novelty", "stats", "reference", "estimate_scores",
+                     "region", "baselines", "region_estimate")
 
 
 def write_bundle(root: str | Path, *, kind: str = "analysis", n_images: int = 2,
@@ -85,6 +86,9 @@ def _write(root: Path, *, kind: str, n_images: int, grid: list[int], patch_px: i
     import shapely
     from rasterio.crs import CRS
     from segexplain.core import __version__
+    from segexplain.core.analytics.region import COVERAGE_PERCENTILE, METHODS, Z90
+    from segexplain.core.bundle.similarity import latent_space_id
+    from segexplain.core.bundle.validity import LABEL_ERRORS, coverage_entry
     from segexplain.core.bundle.writer import BundleWriter, est_iou_raster, write_float_raster
     from segexplain.core.engine.records import ImageRecord, PatchTable
 
@@ -123,7 +127,11 @@ def _write(root: Path, *, kind: str, n_images: int, grid: list[int], patch_px: i
         iou[:] = np.nan
         label_frac[:] = np.nan
     novelty = np.clip(np.hypot(pc1, pc2) * 12, 0, 100)
+    covered = (novelty <= COVERAGE_PERCENTILE).astype(np.int64)
     nan = np.full(n, np.nan)
+    # confident disagreement with the label: mostly none, a few patches with a lot
+    conf_fp = np.where(rng.random(n) < 0.1, rng.uniform(0.005, 0.05, n), 0.0)
+    conf_fn = np.where(rng.random(n) < 0.05, rng.uniform(0.005, 0.05, n), 0.0)
     regions = [REGIONS[i % len(REGIONS)] for i in range(n_images)]
     names = [f"{regions[i]}{i + 1}" for i in range(n_images)]
     image_of, local = np.divmod(np.arange(n), per_image)
@@ -142,6 +150,8 @@ def _write(root: Path, *, kind: str, n_images: int, grid: list[int], patch_px: i
         "recall": np.full(n, 0.8) if labelled else nan,
         "entropy": np.full(n, 0.2), "confidence": np.full(n, 0.9),
         "uncertain_frac": np.full(n, 0.05),
+        "conf_fp_frac": conf_fp if labelled else nan,
+        "conf_fn_frac": conf_fn if labelled else nan,
     }
 
     with BundleWriter(root) as writer:
@@ -191,7 +201,9 @@ def _write(root: Path, *, kind: str, n_images: int, grid: list[int], patch_px: i
                            iou_convention=iou_convention)
         writer.write_patches(table, {"pc1": pc1, "pc2": pc2, "est_iou": est_iou,
                                      "est_iou_2d": est_iou_2d, "cluster": cl,
-                                     "novelty": novelty})
+                                     "novelty": novelty, "covered": covered,
+                                     "label_error": (conf_fp + conf_fn) if labelled
+                                     else nan})
         score = iou if labelled else est_iou
         clusters = []
         for c in sorted(set(cl.tolist())):
@@ -221,7 +233,9 @@ def _write(root: Path, *, kind: str, n_images: int, grid: list[int], patch_px: i
             "embeddings": rng.normal(0, 1, size=(n, 16)).astype(np.float16),
             "latent": latent,
             "pca_mean": np.zeros(16, np.float32),
-            "pca_components": rng.normal(0, 1, size=(k_dims, 16)).astype(np.float32),
+            # one basis for every bundle: an estimate shares its reference's latent space
+            "pca_components": np.random.default_rng(0).normal(0, 1, size=(k_dims, 16))
+            .astype(np.float32),
             "pca_explained_variance_ratio": evr,
             "heatmap": heat,
             "thumbs_image": rng.integers(0, 255, size=(n, thumb, thumb, 3), dtype=np.uint8),
@@ -277,9 +291,42 @@ def _write(root: Path, *, kind: str, n_images: int, grid: list[int], patch_px: i
                                   else None},
                       "by_region": {}, "by_split": {}},
         }
+        manifest["coverage"] = coverage_entry()
+        manifest["latent_space"] = {
+            "id": latent_space_id(arrays["pca_mean"], arrays["pca_components"]),
+            "dims": k_dims, "similarity": "pc1..pcK / sqrt(explained variance ratio)"}
+        gated = float(np.nanmean(est_iou[covered == 1])) if covered.any() else None
         if labelled:
             manifest.update({"seed": seed, "estimate_column": "full", "timings_s": {},
                              "notes": []})
+            manifest["label_errors"] = LABEL_ERRORS
+            manifest["region"] = {
+                "figure": "overall IoU", "methods": list(METHODS), "headline": "gated",
+                "estimator": "full", "coverage_percentile": COVERAGE_PERCENTILE,
+                "atc_threshold": 2.5,
+                "interval": {"level": 0.9, "z": Z90, "method_rmse": 0.08,
+                             "residual_sd": 0.15, "from": "synthetic"}}
+            rows = []
+            for name in regions:
+                m = columns["region"] == name
+                real = float(np.nanmean(iou[m]))
+                est = {k: float(np.clip(real + rng.normal(0, 0.05), 0, 1)) for k in METHODS}
+                rows.append({"region": name, "patches": int(m.sum()), "real_iou": real,
+                             "error_vs_expected": {"fp": 1.0, "fn": 1.0},
+                             "covered_share": float(covered[m].mean()),
+                             "real_iou_covered": real, "estimates": est,
+                             "errors": {k: v - real for k, v in est.items()},
+                             "gated_vs_region": est["gated"] - real,
+                             "gated_interval": [est["gated"] - 0.13, est["gated"] + 0.13],
+                             "gated_in_interval": True})
+            manifest["baselines"] = {
+                "unit": "region", "methods": list(METHODS), "rows": rows,
+                "mae": {k: float(np.mean([abs(r["errors"][k]) for r in rows]))
+                        for k in METHODS},
+                "gated_rmse": 0.08, "residual_sd": 0.15,
+                "capped": {"max_fit": 3000, "max_eval": 10000, "fit_capped": False,
+                           "eval_capped": False, "folds": len(rows)},
+                "coverage_percentile": COVERAGE_PERCENTILE, "seconds": 0.0}
             manifest["novelty"]["mean_by_split"] = {split_name: float(novelty.mean())}
         else:
             for entry in manifest["estimators"].values():
@@ -287,6 +334,15 @@ def _write(root: Path, *, kind: str, n_images: int, grid: list[int], patch_px: i
             manifest["clustering"]["assigned"] = "nearest centre"
             manifest["novelty"].update({"mean": float(novelty.mean()),
                                         "share_above_95": float(np.mean(novelty > 95))})
+            manifest["region_estimate"] = {
+                "method": "gated", "iou": gated,
+                "interval90": None if gated is None else [max(0.0, gated - 0.13),
+                                                          min(1.0, gated + 0.13)],
+                "patches": n, "covered_patches": int(covered.sum()),
+                "covered_share": float(covered.mean()),
+                "out_of_coverage_share": float(1 - covered.mean()),
+                "coverage_percentile": COVERAGE_PERCENTILE,
+                "methods": {k: gated for k in METHODS}}
             manifest.update({
                 "encoder_only": False, "estimator": "full",
                 "reference": None if reference is None else str(Path(reference).resolve()),

@@ -1,0 +1,97 @@
+"""Similar patches across bundles: "where else does the model see this?" (numpy + stdlib).
+
+Bundles that share a latent space (an analysis bundle and the estimates made against
+it carry the same PCA basis) place their patches in one space; a patch's neighbours are
+the patches nearest to it there, in any of those bundles. The space is the one novelty
+is measured in: the first `space_dims` PCA components, each divided by the square root
+of its explained-variance ratio (components explaining less than 1e-6 dropped), so no
+component dominates by scale alone.
+
+`latent_space_id` fingerprints a bundle's PCA basis (mean and components); bundles
+with different fingerprints are never compared. The QGIS plugin uses this module (it
+imports no worker package).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .reader import Bundle
+
+#: components of the similarity space when the manifest does not say
+DEFAULT_DIMS = 50
+
+
+def latent_space_id(mean: np.ndarray, components: np.ndarray) -> str:
+    """Fingerprint (16 hex digits) of a PCA basis: equal for bundles sharing the space."""
+    h = hashlib.sha256()
+    for a in (mean, components):
+        arr = np.ascontiguousarray(np.asarray(a, np.float32))
+        h.update(str(arr.shape).encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()[:16]
+
+
+def bundle_space_id(b: Bundle) -> str:
+    """The bundle's `latent_space.id` (computed from its arrays for older bundles)."""
+    sid = (b.manifest.get("latent_space") or {}).get("id")
+    return str(sid) if sid else latent_space_id(b.array("pca_mean"), b.array("pca_components"))
+
+
+def similarity_space(b: Bundle) -> np.ndarray:
+    """(N, K) float32: every patch of `b` in the whitened similarity space."""
+    dims = int((b.manifest.get("latent_space") or {}).get("dims")
+               or (b.manifest.get("novelty") or {}).get("space_dims") or DEFAULT_DIMS)
+    latent = np.asarray(b.array("latent"), np.float32)[:, :dims]
+    evr = np.asarray(b.array("pca_explained_variance_ratio"), np.float64)[:latent.shape[1]]
+    keep = int(np.count_nonzero(evr > 1e-6))
+    return (latent[:, :keep] / np.sqrt(evr[:keep])).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """One similar patch: which bundle (index into the list given), which patch, how far."""
+
+    bundle: int
+    patch_id: int
+    distance: float
+
+
+class SimilarityIndex:
+    """Nearest patches across several bundles; bundles of another latent space are skipped."""
+
+    def __init__(self, bundles: Sequence[Bundle]) -> None:
+        self.bundles = list(bundles)
+        self.space_ids = [bundle_space_id(b) for b in self.bundles]
+        self._spaces: dict[int, np.ndarray] = {}
+
+    def space(self, i: int) -> np.ndarray:
+        """Similarity coordinates of bundle `i` (computed once)."""
+        if i not in self._spaces:
+            self._spaces[i] = similarity_space(self.bundles[i])
+        return self._spaces[i]
+
+    def nearest(self, bundle: int, patch_id: int, k: int = 10,
+                include_self: bool = False) -> list[Neighbour]:
+        """The `k` patches nearest to patch `patch_id` of bundle index `bundle`.
+
+        Searched over every bundle sharing its latent space; nearest first.
+        """
+        query = self.space(bundle)[int(patch_id)]
+        found: list[tuple[float, int, int]] = []
+        for i, sid in enumerate(self.space_ids):
+            if sid != self.space_ids[bundle]:
+                continue
+            pts = self.space(i)
+            d = np.sqrt(((pts - query[None, :]) ** 2).sum(axis=1, dtype=np.float64))
+            if i == bundle and not include_self:
+                d[int(patch_id)] = np.inf
+            take = min(k, d.size)
+            idx = np.argpartition(d, take - 1)[:take] if take else np.array([], int)
+            found.extend((float(d[j]), i, int(j)) for j in idx if np.isfinite(d[j]))
+        found.sort()
+        return [Neighbour(i, j, dist) for dist, i, j in found[:k]]
