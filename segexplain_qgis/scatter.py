@@ -173,9 +173,12 @@ class LatentScatter(QtWidgets.QWidget):
         self.plot.setLabel("left", ylabel)
 
     def set_points(self, x: np.ndarray, y: np.ndarray, codes: np.ndarray,
-                   palette: Sequence[RGB]) -> None:
-        """All base points at once, coloured by palette code; the view fits their bulk."""
-        self.base.setData(x, y, codes, palette)
+                   palette: Sequence[RGB], hollow: Sequence[int] = ()) -> None:
+        """All base points at once, coloured by palette code; the view fits their bulk.
+
+        `hollow`: palette codes drawn as rings (unknown estimates).
+        """
+        self.base.setData(x, y, codes, palette, hollow)
         self.fit_view()
 
     def fit_view(self) -> None:
@@ -186,13 +189,15 @@ class LatentScatter(QtWidgets.QWidget):
             return
         self.plot.setRange(xRange=xr, yRange=yr, padding=0.05)
 
-    def set_colors(self, codes: np.ndarray, palette: Sequence[RGB]) -> None:
+    def set_colors(self, codes: np.ndarray, palette: Sequence[RGB],
+                   hollow: Sequence[int] = ()) -> None:
         """Re-colour the base points (same order as `set_points`)."""
-        self.base.setColors(codes, palette)
+        self.base.setColors(codes, palette, hollow)
 
     def set_overlay(self, key: str, x: np.ndarray, y: np.ndarray,
                     codes: np.ndarray | None = None,
-                    palette: Sequence[RGB] | None = None) -> None:
+                    palette: Sequence[RGB] | None = None,
+                    hollow: Sequence[int] = ()) -> None:
         """Points of another bundle on the same plane: outlined squares."""
         item = self.overlays.get(key)
         if item is None:
@@ -203,7 +208,7 @@ class LatentScatter(QtWidgets.QWidget):
                 item.setZValue(5)
                 self.plot.addItem(item)
             self.overlays[key] = item
-        item.setData(x, y, codes, palette or [(255, 255, 255)])
+        item.setData(x, y, codes, palette or [(255, 255, 255)], hollow)
         item.show()
 
     def remove_overlay(self, key: str) -> None:
