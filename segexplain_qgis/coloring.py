@@ -27,7 +27,7 @@ from .colors import (
     ramp_bins,
     reversed_stops,
 )
-from .coverage import ESTIMATE_COLUMNS, unknown_mask
+from .coverage import ESTIMATE_COLUMNS, LABEL_ERROR_MAX, unknown_mask
 
 if TYPE_CHECKING:  # types only: the session module loads QGIS
     from .session import BundleSession
@@ -36,8 +36,6 @@ if TYPE_CHECKING:  # types only: the session module loads QGIS
 COLOR_CHOICES = {"IoU": "iou", "estimated IoU": "est_iou", "cluster": "cluster",
                  "region": "region", "novelty": "novelty", "label error": "label_error"}
 CATEGORICAL = ("cluster", "region")
-#: Label-disagreement scores at or above this share of a patch's pixels get the end colour.
-LABEL_ERROR_MAX = 0.1
 #: Continuous colourings are sampled into this many shared colours.
 N_BINS = 32
 

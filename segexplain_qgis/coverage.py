@@ -21,6 +21,8 @@ UNKNOWN_TEXT = "unknown (beyond the reference's coverage)"
 #: label-disagreement score from which the hover text suggests a label review (the
 #: default `--min-label-error` of `segexplain export-tasks --kind label-review`)
 REVIEW_MIN = 0.005
+#: label-disagreement scores at or above this share of a patch's pixels get the end colour
+LABEL_ERROR_MAX = 0.1
 
 
 def unknown_mask(columns: Mapping[str, np.ndarray], n: int) -> np.ndarray:

@@ -48,6 +48,7 @@ from .clusters import ClusterPanel
 from .coloring import PlaneColoring, available_choices, default_choice
 from .gallery import Gallery
 from .map_view import MapSelection, zoom_to_features, zoom_to_selected
+from .region_panel import RegionPanel
 from .scatter import LatentScatter
 from .selection import MAP, Selection, SelectionGroup
 from .session import BundleSession
@@ -123,6 +124,8 @@ class ExplorerDock(QDockWidget):
         tabs = QTabWidget()
         tabs.addTab(self.gallery, "Gallery")
         tabs.addTab(self.clusters, "Clusters")
+        self.region = RegionPanel()
+        tabs.addTab(self.region, "Region")
         self.tabs = tabs
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.scatter)
@@ -317,6 +320,7 @@ class ExplorerDock(QDockWidget):
 
     def _update_titles(self) -> None:
         self.title.setText(bundles_title(self.sessions))
+        self.region.set_bundles([(s.name, s.bundle.manifest) for s in self.sessions])
         if not self.sessions:
             self.convention.setText("")
             return

@@ -43,7 +43,6 @@ from qgis.PyQt.QtGui import QColor
 
 from ..core.bundle.reader import Bundle
 from ..core.errors import BundleError
-from .coloring import LABEL_ERROR_MAX
 from .colors import (
     CONFUSION_CLASSES,
     IOU_STOPS,
@@ -59,7 +58,7 @@ from .colors import (
     ramp_rgb,
     reversed_stops,
 )
-from .coverage import UNKNOWN_TEXT, unknown_mask
+from .coverage import LABEL_ERROR_MAX, UNKNOWN_TEXT, unknown_mask
 
 #: Label files opened as vector layers (building polygons).
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb", ".kml", ".gml", ".sqlite")
