@@ -47,11 +47,12 @@ from .captions import (
 from .clusters import ClusterPanel
 from .coloring import PlaneColoring, available_choices, default_choice
 from .gallery import Gallery
-from .map_view import MapSelection, zoom_to_features, zoom_to_selected
+from .map_view import MapSelection, zoom_to_patches, zoom_to_selected
 from .region_panel import RegionPanel
 from .scatter import LatentScatter
 from .selection import MAP, Selection, SelectionGroup
 from .session import BundleSession
+from .similar import Found, SimilarControls, SimilarPatches, found_masks, similar_title
 from .ui import guarded, show_info
 
 TOOLS = {"rectangle": "rect", "lasso": "lasso", "pan / zoom": "pan"}
@@ -103,6 +104,9 @@ class ExplorerDock(QDockWidget):
         self.scatter = LatentScatter()
         self.coloring = PlaneColoring(self.scatter)
         self.scatter.sigBrush.connect(self._brushed)
+        self.scatter.sigClick.connect(self._scatter_clicked)
+        self.similar = SimilarPatches()
+        self.similar_controls = SimilarControls()
         self.scatter.tooltip_provider = self.tooltip_at
         self.gallery = Gallery()
         self.gallery.patchClicked.connect(self._patch_clicked)
@@ -137,6 +141,7 @@ class ExplorerDock(QDockWidget):
         lay.addWidget(self.convention)
         lay.addLayout(bar)
         lay.addLayout(bar2)
+        lay.addWidget(self.similar_controls)
         lay.addWidget(self.stats)
         lay.addWidget(split, 1)
         self.setWidget(root)
@@ -302,9 +307,36 @@ class ExplorerDock(QDockWidget):
         else:
             self.brush_polygon(pts, mode)
 
-    def _selection_changed(self, _selection: Selection, source: str) -> None:
-        if source == MAP:  # the dock's own changes refresh once, after all bundles
+    def _selection_changed(self, selection: Selection, source: str) -> None:
+        if source != MAP:  # the dock's own changes refresh once, after all bundles
+            return
+        if self.similar_controls.on_map.isChecked() and selection.count == 1:
+            key = next(k for k, sel in self.selections if sel is selection)
+            self.select_similar(key, int(selection.ids()[0]))
+        else:
             self._refresh_selection()
+
+    def select_similar(self, key: str, pid: int, mode: str = "replace") -> Found:
+        """Select patch `pid` of bundle `key` and its k most similar; returns what was found.
+
+        Every open bundle of its latent space is searched; the gallery shows them nearest
+        first.
+        """
+        found = self.similar.find(self.sessions, key, pid, self.similar_controls.k.value())
+        masks = found_masks(found, {s.key: s.n for s in self.sessions})
+        for s in self.sessions:
+            s.selection.merge(masks[s.key], mode)
+        title = similar_title(self.session(key).name, pid, found,
+                              self.similar.other_spaces(self.sessions, key))
+        self._refresh_selection([(k, p) for k, p, _ in found], title)
+        self.tabs.setCurrentWidget(self.gallery)
+        return found
+
+    @guarded
+    def _scatter_clicked(self, x: float, y: float, mode: str) -> None:
+        hit = self.selections.nearest(x, y, *self.scatter.pixel_size(), max_px=8.0)
+        if hit is not None:
+            self.select_similar(hit[0], hit[1], mode)
 
     def _refresh_selection(self, gallery_items: Sequence[tuple[str, int]] | None = None,
                            gallery_title: str | None = None) -> None:
@@ -354,18 +386,11 @@ class ExplorerDock(QDockWidget):
 
     def zoom_to_patches(self, key: str, pids: list[int], scale: float = 1.2) -> None:
         """Zoom the map to the footprints of some patches of one bundle."""
-        s = self.session(key)
-        if self.canvas is None or s.layers is None or s.link is None or not len(pids):
-            return
-        zoom_to_features(self.canvas, s.layers.footprints,
-                         [int(s.link.fid_of[p]) for p in pids], self.project, scale)
+        zoom_to_patches(self.canvas, self.session(key), pids, self.project, scale)
 
     def zoom_to_patch(self, key: str, pid: int) -> None:
         """Zoom the map to one patch and flash it."""
-        self.zoom_to_patches(key, [pid], scale=3.0)
-        s = self.session(key)
-        if self.canvas is not None and s.layers is not None and s.link is not None:
-            self.canvas.flashFeatureIds(s.layers.footprints, [int(s.link.fid_of[pid])])
+        zoom_to_patches(self.canvas, self.session(key), [pid], self.project, 3.0, flash=True)
 
     @guarded
     def _zoom_clicked(self, *_args) -> None:
@@ -408,6 +433,7 @@ class ExplorerDock(QDockWidget):
         """Close the bundles and drop every connection to QGIS (idempotent)."""
         self.close_all()
         self._map.off()
+        self.similar.close()
         if self._project_connected:
             try:
                 self.project.layersWillBeRemoved.disconnect(self._layers_will_be_removed)

@@ -1,0 +1,101 @@
+"""Similar patches: a clicked patch and its k nearest in latent space, across open bundles.
+
+"Where else does the model see this?" A click on a point of the scatter, or a single
+footprint selected on the map, selects that patch and its `k` nearest patches in every
+open bundle that shares its latent space (`core.bundle.similarity`: the whitened PCA
+space novelty is measured in; bundles of another space are not searched and named).
+The gallery shows them nearest first. The search index reads each bundle's latent
+coordinates once, at the first search after the open bundles change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+from qgis.PyQt.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSpinBox, QWidget
+
+from ..core.bundle.similarity import SimilarityIndex
+
+if TYPE_CHECKING:  # types only
+    from .session import BundleSession
+
+#: similar patches selected with a clicked one, unless the spin box says otherwise
+DEFAULT_K = 10
+MAX_K = 1000
+
+Found = list[tuple[str, int, float]]
+
+
+class SimilarPatches:
+    """Nearest patches across the open bundles (one index per set of open bundles)."""
+
+    def __init__(self) -> None:
+        self._index: SimilarityIndex | None = None
+        self._keys: tuple[str, ...] = ()
+
+    def index(self, sessions: Sequence[BundleSession]) -> SimilarityIndex:
+        """The index over `sessions` (made again when the open bundles changed)."""
+        keys = tuple(s.key for s in sessions)
+        if self._index is None or keys != self._keys:
+            self._index = SimilarityIndex([s.bundle for s in sessions])
+            self._keys = keys
+        return self._index
+
+    def find(self, sessions: Sequence[BundleSession], key: str, pid: int, k: int) -> Found:
+        """(bundle key, patch id, distance): the patch itself first, then its `k` nearest."""
+        keys = [s.key for s in sessions]
+        near = self.index(sessions).nearest(keys.index(key), int(pid), int(k))
+        return [(key, int(pid), 0.0)] + [(keys[n.bundle], n.patch_id, n.distance)
+                                         for n in near]
+
+    def other_spaces(self, sessions: Sequence[BundleSession], key: str) -> list[str]:
+        """Names of the open bundles of another latent space than bundle `key` (not searched)."""
+        index = self.index(sessions)
+        own = index.space_ids[[s.key for s in sessions].index(key)]
+        return [s.name for s, sid in zip(sessions, index.space_ids, strict=True) if sid != own]
+
+    def close(self) -> None:
+        """Drop the index (the bundles' coordinates)."""
+        self._index, self._keys = None, ()
+
+
+def found_masks(found: Found, sizes: dict[str, int]) -> dict[str, np.ndarray]:
+    """Boolean mask per bundle key (of `sizes[key]` patches) of the found patches."""
+    masks = {key: np.zeros(n, dtype=bool) for key, n in sizes.items()}
+    for key, pid, _ in found:
+        masks[key][pid] = True
+    return masks
+
+
+def similar_title(name: str, pid: int, found: Found, skipped: Sequence[str]) -> str:
+    """Gallery title of a similarity search."""
+    n = len(found) - 1
+    bundles = len({key for key, _, _ in found})
+    text = (f"patch {pid} ({name}) and its {n} most similar patch{'es' if n != 1 else ''}"
+            f", nearest first ({bundles} bundle{'s' if bundles != 1 else ''})")
+    if skipped:
+        text += f"; not searched (another latent space): {', '.join(skipped)}"
+    return text
+
+
+class SimilarControls(QWidget):
+    """k and whether a single footprint selected on the map starts a search."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.k = QSpinBox()
+        self.k.setObjectName("similarK")
+        self.k.setRange(1, MAX_K)
+        self.k.setValue(DEFAULT_K)
+        self.k.setToolTip("how many similar patches a click selects with the clicked one")
+        self.on_map = QCheckBox("also for one footprint selected on the map")
+        self.on_map.setChecked(True)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(QLabel("click a point: select it and its"))
+        lay.addWidget(self.k)
+        lay.addWidget(QLabel("most similar patches (latent space, all open bundles)"))
+        lay.addWidget(self.on_map)
+        lay.addStretch(1)
