@@ -16,8 +16,11 @@ from typing import Any
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
+    QFrame,
     QHeaderView,
     QLabel,
+    QPlainTextEdit,
+    QSplitter,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -79,10 +82,10 @@ class RegionPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.headline = QLabel("")
+        self.headline = QPlainTextEdit()
         self.headline.setObjectName("regionHeadline")
-        self.headline.setWordWrap(True)
-        self.headline.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.headline.setReadOnly(True)
+        self.headline.setFrameShape(QFrame.Shape.NoFrame)
         self.table_title = QLabel("")
         self.table_title.setWordWrap(True)
         self.table = QTableWidget(0, 0)
@@ -91,10 +94,17 @@ class RegionPanel(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(
             QHeaderView.ResizeMode.ResizeToContents)
+        lower = QWidget()
+        low = QVBoxLayout(lower)
+        low.setContentsMargins(0, 0, 0, 0)
+        low.addWidget(self.table_title)
+        low.addWidget(self.table, 1)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.headline)
+        split.addWidget(lower)
         lay = QVBoxLayout(self)
-        lay.addWidget(self.headline)
-        lay.addWidget(self.table_title)
-        lay.addWidget(self.table, 1)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addWidget(split)
         self.set_bundles([])
 
     def set_bundles(self, bundles: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
@@ -102,7 +112,7 @@ class RegionPanel(QWidget):
 
         The table is the leave-one-out comparison of the first bundle that has one.
         """
-        self.headline.setText(headline_text(bundles) if bundles else "no bundle open")
+        self.headline.setPlainText(headline_text(bundles) if bundles else "no bundle open")
         name, baselines = next(((n, m["baselines"]) for n, m in bundles
                                 if m.get("baselines")), ("", None))
         headers, rows = loo_table(baselines)
@@ -119,10 +129,12 @@ class RegionPanel(QWidget):
                 self.table.setItem(r, c, item)
         self.table.setVisible(bool(rows))
         unit = (baselines or {}).get("unit", "region")
-        self.table_title.setText(
-            f"{name}: each {unit} held out in turn, as a new region without labels: its real "
-            "IoU and each method's estimate (error = estimate - real, IoU points; gated is "
-            "compared with the real IoU of its covered patches)" if rows else "")
+        self.table_title.setText(f"{name}: leave-one-{unit}-out, estimate (error = estimate "
+                                 "- real, IoU points)" if rows else "")
+        self.table_title.setToolTip(
+            f"each {unit} held out in turn, as a new region without labels: its real IoU and "
+            "each method's estimate; gated is compared with the real IoU of its covered "
+            "patches (the covered share is the last column)" if rows else "")
 
     def cell(self, row: int, column: int) -> str:
         """Text of a table cell ("" when empty)."""

@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # types only
 #: similar patches selected with a clicked one, unless the spin box says otherwise
 DEFAULT_K = 10
 MAX_K = 1000
+HELP = ("a click on a point selects it and its k most similar patches (nearest in the "
+        "latent space) in every open bundle of that space; shift-click adds")
 
 Found = list[tuple[str, int, float]]
 
@@ -89,13 +91,16 @@ class SimilarControls(QWidget):
         self.k.setObjectName("similarK")
         self.k.setRange(1, MAX_K)
         self.k.setValue(DEFAULT_K)
-        self.k.setToolTip("how many similar patches a click selects with the clicked one")
-        self.on_map = QCheckBox("also for one footprint selected on the map")
+        self.k.setToolTip(HELP)
+        self.on_map = QCheckBox("on the map too")
+        self.on_map.setToolTip("selecting a single footprint on the map (select tool) also "
+                               "selects its k most similar patches")
         self.on_map.setChecked(True)
+        label = QLabel("click a point: it + k similar, k")
+        label.setToolTip(HELP)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(QLabel("click a point: select it and its"))
+        lay.addWidget(label)
         lay.addWidget(self.k)
-        lay.addWidget(QLabel("most similar patches (latent space, all open bundles)"))
         lay.addWidget(self.on_map)
         lay.addStretch(1)

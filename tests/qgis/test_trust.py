@@ -4,6 +4,8 @@ disagreement, similar patches (real QGIS; bundles written by the core's bundle w
 from __future__ import annotations
 
 import inspect
+import os
+from pathlib import Path
 
 import bundle_factory
 import numpy as np
@@ -123,7 +125,7 @@ def test_region_panel_shows_interval_coverage_and_leave_one_out(plugin, trust_bu
     assert dock.tabs.indexOf(panel) >= 0
     r = Bundle(new).manifest["region_estimate"]
     lo, hi = r["interval90"]
-    text = panel.headline.text()
+    text = panel.headline.toPlainText()
     p = lambda v: format_number(v, percent=True)  # noqa: E731
     assert f"region IoU estimate {p(r['iou'])} % (90 % interval {p(lo)}-{p(hi)})" in text
     assert f"out of coverage: {p(r['out_of_coverage_share'])} % of patches" in text
@@ -144,7 +146,7 @@ def test_region_panel_shows_interval_coverage_and_leave_one_out(plugin, trust_bu
     assert panel.cell(len(b["rows"]), g) == p(b["mae"]["gated"])
     # closing the analysis leaves the estimate's figures and no table
     dock.close_session(dock.base)
-    assert "new (new region)" in panel.headline.text()
+    assert "new (new region)" in panel.headline.toPlainText()
     assert panel.table.rowCount() == 0 and not panel.table.isVisibleTo(panel)
 
 
@@ -249,3 +251,20 @@ def test_click_selects_similar_patches_in_scatter_and_map(plugin, trust_bundles)
     dock.similar_controls.on_map.setChecked(False)
     fp.selectByIds([int(e.link.fid_of[0])])
     assert e.selection.ids().tolist() == [0]
+
+
+def test_region_panel_in_the_screenshot(plugin, trust_bundles, qgis_canvas, tmp_path):
+    from qgis.PyQt.QtGui import QImage
+    from segexplain.segexplain_qgis.screenshot import save_screenshot
+
+    ref, new = trust_bundles
+    dock = _open(plugin, ref, new)
+    dock.tabs.setCurrentWidget(dock.region)   # as demo/qgis_session.py does
+    out = save_screenshot(Path(os.environ.get("SEGEXPLAIN_SHOT_DIR", tmp_path)) / "region.png", dock, canvas=qgis_canvas, select=False,
+                          size=(1000, 600))
+    img = QImage(str(out))
+    # the table is drawn in the lower part of the dock (right side): not a blank area
+    x0 = img.width() - dock.width()
+    colors = {img.pixel(x, y) for x in range(x0, img.width(), 5)
+              for y in range(img.height() // 2, img.height(), 5)}
+    assert dock.region.isVisible() and len(colors) > 5
