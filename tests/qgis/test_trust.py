@@ -4,8 +4,6 @@ disagreement, similar patches (real QGIS; bundles written by the core's bundle w
 from __future__ import annotations
 
 import inspect
-import os
-from pathlib import Path
 
 import bundle_factory
 import numpy as np
@@ -260,7 +258,7 @@ def test_region_panel_in_the_screenshot(plugin, trust_bundles, qgis_canvas, tmp_
     ref, new = trust_bundles
     dock = _open(plugin, ref, new)
     dock.tabs.setCurrentWidget(dock.region)   # as demo/qgis_session.py does
-    out = save_screenshot(Path(os.environ.get("SEGEXPLAIN_SHOT_DIR", tmp_path)) / "region.png", dock, canvas=qgis_canvas, select=False,
+    out = save_screenshot(tmp_path / "region.png", dock, canvas=qgis_canvas, select=False,
                           size=(1000, 600))
     img = QImage(str(out))
     # the table is drawn in the lower part of the dock (right side): not a blank area
