@@ -52,8 +52,8 @@ from .region_panel import RegionPanel
 from .scatter import LatentScatter
 from .selection import MAP, Selection, SelectionGroup
 from .session import BundleSession
-from .similar import Found, SimilarControls, SimilarPatches, found_masks, similar_title
-from .ui import guarded, show_info
+from .similar import Found, SimilarSearch
+from .ui import guarded, show_error, show_info
 
 TOOLS = {"rectangle": "rect", "lasso": "lasso", "pan / zoom": "pan"}
 
@@ -105,8 +105,8 @@ class ExplorerDock(QDockWidget):
         self.coloring = PlaneColoring(self.scatter)
         self.scatter.sigBrush.connect(self._brushed)
         self.scatter.sigClick.connect(self._scatter_clicked)
-        self.similar = SimilarPatches()
-        self.similar_controls = SimilarControls()
+        self.similar = SimilarSearch()
+        self.similar_controls = self.similar.controls
         self.scatter.tooltip_provider = self.tooltip_at
         self.gallery = Gallery()
         self.gallery.patchClicked.connect(self._patch_clicked)
@@ -310,24 +310,18 @@ class ExplorerDock(QDockWidget):
     def _selection_changed(self, selection: Selection, source: str) -> None:
         if source != MAP:  # the dock's own changes refresh once, after all bundles
             return
-        if self.similar_controls.on_map.isChecked() and selection.count == 1:
+        if self.similar.from_map(selection):
             key = next(k for k, sel in self.selections if sel is selection)
-            self.select_similar(key, int(selection.ids()[0]))
-        else:
-            self._refresh_selection()
+            try:
+                self.select_similar(key, int(selection.ids()[0]))
+                return
+            except Exception as exc:  # a slot of QGIS's layer: errors end here
+                show_error(self.iface, exc)
+        self._refresh_selection()
 
     def select_similar(self, key: str, pid: int, mode: str = "replace") -> Found:
-        """Select patch `pid` of bundle `key` and its k most similar; returns what was found.
-
-        Every open bundle of its latent space is searched; the gallery shows them nearest
-        first.
-        """
-        found = self.similar.find(self.sessions, key, pid, self.similar_controls.k.value())
-        masks = found_masks(found, {s.key: s.n for s in self.sessions})
-        for s in self.sessions:
-            s.selection.merge(masks[s.key], mode)
-        title = similar_title(self.session(key).name, pid, found,
-                              self.similar.other_spaces(self.sessions, key))
+        """Select patch `pid` of bundle `key` and its k most similar (gallery: nearest first)."""
+        found, title = self.similar.select(self.sessions, key, pid, mode)
         self._refresh_selection([(k, p) for k, p, _ in found], title)
         self.tabs.setCurrentWidget(self.gallery)
         return found

@@ -19,6 +19,7 @@ from qgis.PyQt.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSpinBox, QWidge
 from ..core.bundle.similarity import SimilarityIndex
 
 if TYPE_CHECKING:  # types only
+    from .selection import Selection
     from .session import BundleSession
 
 #: similar patches selected with a clicked one, unless the spin box says otherwise
@@ -104,3 +105,32 @@ class SimilarControls(QWidget):
         lay.addWidget(self.k)
         lay.addWidget(self.on_map)
         lay.addStretch(1)
+
+
+class SimilarSearch:
+    """The explorer's similarity search: the controls, the index, and the selection."""
+
+    def __init__(self) -> None:
+        self.patches = SimilarPatches()
+        self.controls = SimilarControls()
+
+    def from_map(self, selection: Selection) -> bool:
+        """Whether a selection made on the map starts a search (one footprint, box ticked)."""
+        return self.controls.on_map.isChecked() and selection.count == 1
+
+    def select(self, sessions: Sequence[BundleSession], key: str, pid: int,
+               mode: str = "replace") -> tuple[Found, str]:
+        """Merge patch `pid` of bundle `key` and its k nearest into the selections.
+
+        Returns what was found (nearest first) and the gallery title.
+        """
+        found = self.patches.find(sessions, key, pid, self.controls.k.value())
+        masks = found_masks(found, {s.key: s.n for s in sessions})
+        for s in sessions:
+            s.selection.merge(masks[s.key], mode)
+        name = next(s.name for s in sessions if s.key == key)
+        return found, similar_title(name, pid, found, self.patches.other_spaces(sessions, key))
+
+    def close(self) -> None:
+        """Drop the index."""
+        self.patches.close()
