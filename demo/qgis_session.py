@@ -105,6 +105,10 @@ def inside_qgis() -> None:
                 shot = save_screenshot(out / "explorer-novelty.png", dock, iface=iface,
                                        main_window=win, select=False)
                 print(f"wrote {shot}", flush=True)
+                dock.tabs.setCurrentWidget(dock.region)  # interval, coverage, leave-one-out
+                shot = save_screenshot(out / "explorer-region.png", dock, iface=iface,
+                                       main_window=win, select=False)
+                print(f"wrote {shot}", flush=True)
             finish(0)
         except Exception as exc:
             fail(exc)

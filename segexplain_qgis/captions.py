@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..core.figures import format_number
+from .coverage import UNKNOWN_TEXT, review_hint
 
 if TYPE_CHECKING:  # types only: the session module loads QGIS
     from .session import BundleSession
@@ -49,8 +50,11 @@ def selection_stats(sessions: Sequence[BundleSession]) -> str:
         count, mean = s.summary()
         mean_txt = format_number(mean, missing="-")
         prefix = f"{s.name}: " if len(sessions) > 1 else ""
+        unknown = s.unknown_selected()
+        note = (f" ({unknown} unknown, beyond the reference's coverage: not in the mean)"
+                if unknown else "")
         parts.append(f"{prefix}{count} of {s.n} selected, mean {score_name(s.has_labels)} "
-                     f"{mean_txt}")
+                     f"{mean_txt}{note}")
     return " | ".join(parts)
 
 
@@ -84,15 +88,27 @@ def tooltip_text(s: BundleSession, i: int) -> str:
     """Hover text of patch `i` of a bundle: id, image, region, scores, cluster."""
     c = s.columns
 
-    def fmt(col: str) -> str:
+    def value(col: str) -> float | None:
         v = c.get(col)
-        return format_number(v[i] if v is not None else None, missing="-")
+        return float(v[i]) if v is not None else None
+
+    def fmt(col: str) -> str:
+        return format_number(value(col), missing="-")
 
     cl = c.get("cluster")
     cl_txt = str(int(cl[i])) if cl is not None and np.isfinite(cl[i]) else "-"
+    est = UNKNOWN_TEXT if s.unknown[i] else fmt("est_iou")
     lines = [f"patch {i} ({s.name})", f"image: {c['image'][i]}",
              f"region: {c['region'][i]}", f"IoU: {fmt('iou')}",
-             f"estimated IoU: {fmt('est_iou')}", f"cluster: {cl_txt}"]
+             f"estimated IoU: {est}", f"cluster: {cl_txt}"]
     if s.has("novelty"):
         lines.append(f"novelty: {fmt('novelty')}")
+    if s.has("label_error"):
+        score = value("label_error")
+        lines.append(f"label disagreement: {format_number(score, percent=True, missing='-')}"
+                     " % of pixels")
+        hint = review_hint(value("conf_fp_frac"), value("conf_fn_frac"),
+                           float("nan") if score is None else score)
+        if hint:
+            lines.append(hint)
     return "\n".join(lines)

@@ -3,8 +3,10 @@
 No Qt (numpy and `colors`): the scatter turns the palette into brushes and draws the
 points of each code together. Continuous columns (IoU, estimated IoU, novelty) are cut
 into `N_BINS` bins along their ramp plus one grey code for missing values; categorical
-columns (cluster, region) get one colour per value and a legend. `PlaneColoring` puts
-the colours of every open bundle on the scatter and redraws only when they change.
+columns (cluster, region) get one colour per value and a legend. An estimate that is
+not claimed (beyond the reference's coverage, see `coverage`) gets its own code, drawn
+as a hollow grey marker. `PlaneColoring` puts the colours of every open bundle on the
+scatter and redraws only when they change.
 """
 
 from __future__ import annotations
@@ -15,14 +17,24 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from .colors import IOU_STOPS, NOISE_RGB, RGB, Stops, category_rgb, ramp_bins, reversed_stops
+from .colors import (
+    IOU_STOPS,
+    NOISE_RGB,
+    RGB,
+    UNKNOWN_RGB,
+    Stops,
+    category_rgb,
+    ramp_bins,
+    reversed_stops,
+)
+from .coverage import ESTIMATE_COLUMNS, LABEL_ERROR_MAX, unknown_mask
 
 if TYPE_CHECKING:  # types only: the session module loads QGIS
     from .session import BundleSession
 
 #: Colour-by choices: label -> patches column.
 COLOR_CHOICES = {"IoU": "iou", "estimated IoU": "est_iou", "cluster": "cluster",
-                 "region": "region", "novelty": "novelty"}
+                 "region": "region", "novelty": "novelty", "label error": "label_error"}
 CATEGORICAL = ("cluster", "region")
 #: Continuous colourings are sampled into this many shared colours.
 N_BINS = 32
@@ -30,11 +42,15 @@ N_BINS = 32
 
 @dataclass(frozen=True)
 class PointColors:
-    """Palette code per point, the palette, and (categorical only) the legend entries."""
+    """Palette code per point, the palette, the legend entries (categorical only).
+
+    `hollow`: the palette codes drawn as hollow markers (unknown estimates).
+    """
 
     codes: np.ndarray
     palette: list[RGB]
     legend: list[tuple[str, RGB]] = field(default_factory=list)
+    hollow: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,9 @@ def continuous_scale(column: str) -> ContinuousScale:
     """Range and ramp of a continuous column: novelty 0-100 reversed, scores 0-1."""
     if column == "novelty":
         return ContinuousScale("novelty (percentile)", 0.0, 100.0, reversed_stops(IOU_STOPS))
+    if column == "label_error":
+        return ContinuousScale("label disagreement (share of pixels)", 0.0, LABEL_ERROR_MAX,
+                               reversed_stops(IOU_STOPS))
     return ContinuousScale(choice_label(column), 0.0, 1.0, IOU_STOPS)
 
 
@@ -97,7 +116,12 @@ def point_colors(columns: Mapping[str, np.ndarray], n: int, column: str) -> Poin
     palette = continuous_palette(scale.stops)
     if v is None:
         return PointColors(np.full(n, len(palette) - 1, np.int64), palette)
-    return PointColors(bin_index(np.asarray(v, float), scale.lo, scale.hi), palette)
+    codes = bin_index(np.asarray(v, float), scale.lo, scale.hi)
+    unknown = unknown_mask(columns, n) if column in ESTIMATE_COLUMNS else None
+    if unknown is None or not unknown.any():
+        return PointColors(codes, palette)
+    codes[unknown] = len(palette)
+    return PointColors(codes, [*palette, UNKNOWN_RGB], hollow=(len(palette),))
 
 
 def available_choices(has: Callable[[str], bool]) -> list[str]:
@@ -125,13 +149,15 @@ class ColorScatter(Protocol):
     """The drawing side of `PlaneColoring` (`scatter.LatentScatter`)."""
 
     def set_points(self, x: np.ndarray, y: np.ndarray, codes: np.ndarray,
-                   palette: Sequence[RGB]) -> None: ...
+                   palette: Sequence[RGB], hollow: Sequence[int] = ()) -> None: ...
 
-    def set_colors(self, codes: np.ndarray, palette: Sequence[RGB]) -> None: ...
+    def set_colors(self, codes: np.ndarray, palette: Sequence[RGB],
+                   hollow: Sequence[int] = ()) -> None: ...
 
     def set_overlay(self, key: str, x: np.ndarray, y: np.ndarray,
                     codes: np.ndarray | None = None,
-                    palette: Sequence[RGB] | None = None) -> None: ...
+                    palette: Sequence[RGB] | None = None,
+                    hollow: Sequence[int] = ()) -> None: ...
 
     def set_categories(self, entries: Sequence[tuple[str, RGB]]) -> None: ...
 
@@ -154,7 +180,7 @@ class PlaneColoring:
         """Draw the plane-defining bundle's points coloured by `label` (or its score)."""
         column = column_for(label, s.has, s.score_column)
         colors = point_colors(s.columns, s.n, column)
-        self.scatter.set_points(s.x, s.y, colors.codes, colors.palette)
+        self.scatter.set_points(s.x, s.y, colors.codes, colors.palette, colors.hollow)
         self._drawn = ((s.key,), column)
         self._show_scale(column, colors)
 
@@ -170,10 +196,10 @@ class PlaneColoring:
             return  # colours already drawn (re-styling 100k points costs ~0.3 s)
         self._drawn = state
         colors = point_colors(base.columns, base.n, column)
-        self.scatter.set_colors(colors.codes, colors.palette)
+        self.scatter.set_colors(colors.codes, colors.palette, colors.hollow)
         for s in sessions[1:]:
             own = point_colors(s.columns, s.n, own_column(column, s.has_labels))
-            self.scatter.set_overlay(s.key, s.x, s.y, own.codes, own.palette)
+            self.scatter.set_overlay(s.key, s.x, s.y, own.codes, own.palette, own.hollow)
         self._show_scale(column, colors)
 
     def _show_scale(self, column: str, colors: PointColors) -> None:

@@ -27,6 +27,8 @@ CATEGORY_RGB: list[RGB] = [
 ]
 #: DBSCAN noise (cluster -1) and missing values.
 NOISE_RGB: RGB = (160, 160, 160)
+#: An estimate not claimed (beyond the reference's coverage): a neutral grey, drawn hollow.
+UNKNOWN_RGB: RGB = (110, 110, 110)
 
 #: Building in the ground truth / in the prediction.
 LABEL_RGB: RGB = (255, 220, 0)

@@ -47,11 +47,13 @@ from .captions import (
 from .clusters import ClusterPanel
 from .coloring import PlaneColoring, available_choices, default_choice
 from .gallery import Gallery
-from .map_view import MapSelection, zoom_to_features, zoom_to_selected
+from .map_view import MapSelection, zoom_to_patches, zoom_to_selected
+from .region_panel import RegionPanel
 from .scatter import LatentScatter
 from .selection import MAP, Selection, SelectionGroup
 from .session import BundleSession
-from .ui import guarded, show_info
+from .similar import Found, SimilarSearch
+from .ui import guarded, show_error, show_info
 
 TOOLS = {"rectangle": "rect", "lasso": "lasso", "pan / zoom": "pan"}
 
@@ -102,6 +104,9 @@ class ExplorerDock(QDockWidget):
         self.scatter = LatentScatter()
         self.coloring = PlaneColoring(self.scatter)
         self.scatter.sigBrush.connect(self._brushed)
+        self.scatter.sigClick.connect(self._scatter_clicked)
+        self.similar = SimilarSearch()
+        self.similar_controls = self.similar.controls
         self.scatter.tooltip_provider = self.tooltip_at
         self.gallery = Gallery()
         self.gallery.patchClicked.connect(self._patch_clicked)
@@ -123,6 +128,8 @@ class ExplorerDock(QDockWidget):
         tabs = QTabWidget()
         tabs.addTab(self.gallery, "Gallery")
         tabs.addTab(self.clusters, "Clusters")
+        self.region = RegionPanel()
+        tabs.addTab(self.region, "Region")
         self.tabs = tabs
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.scatter)
@@ -134,6 +141,7 @@ class ExplorerDock(QDockWidget):
         lay.addWidget(self.convention)
         lay.addLayout(bar)
         lay.addLayout(bar2)
+        lay.addWidget(self.similar_controls)
         lay.addWidget(self.stats)
         lay.addWidget(split, 1)
         self.setWidget(root)
@@ -299,9 +307,30 @@ class ExplorerDock(QDockWidget):
         else:
             self.brush_polygon(pts, mode)
 
-    def _selection_changed(self, _selection: Selection, source: str) -> None:
-        if source == MAP:  # the dock's own changes refresh once, after all bundles
-            self._refresh_selection()
+    def _selection_changed(self, selection: Selection, source: str) -> None:
+        if source != MAP:  # the dock's own changes refresh once, after all bundles
+            return
+        if self.similar.from_map(selection):
+            key = next(k for k, sel in self.selections if sel is selection)
+            try:
+                self.select_similar(key, int(selection.ids()[0]))
+                return
+            except Exception as exc:  # a slot of QGIS's layer: errors end here
+                show_error(self.iface, exc)
+        self._refresh_selection()
+
+    def select_similar(self, key: str, pid: int, mode: str = "replace") -> Found:
+        """Select patch `pid` of bundle `key` and its k most similar (gallery: nearest first)."""
+        found, title = self.similar.select(self.sessions, key, pid, mode)
+        self._refresh_selection([(k, p) for k, p, _ in found], title)
+        self.tabs.setCurrentWidget(self.gallery)
+        return found
+
+    @guarded
+    def _scatter_clicked(self, x: float, y: float, mode: str) -> None:
+        hit = self.selections.nearest(x, y, *self.scatter.pixel_size(), max_px=8.0)
+        if hit is not None:
+            self.select_similar(hit[0], hit[1], mode)
 
     def _refresh_selection(self, gallery_items: Sequence[tuple[str, int]] | None = None,
                            gallery_title: str | None = None) -> None:
@@ -317,6 +346,7 @@ class ExplorerDock(QDockWidget):
 
     def _update_titles(self) -> None:
         self.title.setText(bundles_title(self.sessions))
+        self.region.set_bundles([(s.name, s.bundle.manifest) for s in self.sessions])
         if not self.sessions:
             self.convention.setText("")
             return
@@ -350,18 +380,11 @@ class ExplorerDock(QDockWidget):
 
     def zoom_to_patches(self, key: str, pids: list[int], scale: float = 1.2) -> None:
         """Zoom the map to the footprints of some patches of one bundle."""
-        s = self.session(key)
-        if self.canvas is None or s.layers is None or s.link is None or not len(pids):
-            return
-        zoom_to_features(self.canvas, s.layers.footprints,
-                         [int(s.link.fid_of[p]) for p in pids], self.project, scale)
+        zoom_to_patches(self.canvas, self.session(key), pids, self.project, scale)
 
     def zoom_to_patch(self, key: str, pid: int) -> None:
         """Zoom the map to one patch and flash it."""
-        self.zoom_to_patches(key, [pid], scale=3.0)
-        s = self.session(key)
-        if self.canvas is not None and s.layers is not None and s.link is not None:
-            self.canvas.flashFeatureIds(s.layers.footprints, [int(s.link.fid_of[pid])])
+        zoom_to_patches(self.canvas, self.session(key), [pid], self.project, 3.0, flash=True)
 
     @guarded
     def _zoom_clicked(self, *_args) -> None:
@@ -404,6 +427,7 @@ class ExplorerDock(QDockWidget):
         """Close the bundles and drop every connection to QGIS (idempotent)."""
         self.close_all()
         self._map.off()
+        self.similar.close()
         if self._project_connected:
             try:
                 self.project.layersWillBeRemoved.disconnect(self._layers_will_be_removed)

@@ -1,8 +1,9 @@
 """Map layers of a bundle: one layer-tree group, every layer styled on load.
 
 Group "segexplain: NAME" holds, top to bottom: the patch footprints (graduated by IoU,
-or by estimated IoU where there are no labels; further named styles by cluster and
-novelty), the error overlays (confusion raster: TP / FP / FN, TN transparent), the
+or by estimated IoU where there are no labels, with patches beyond the reference's
+coverage hollow and grey: unknown; further named styles by cluster, novelty and label
+disagreement), the error overlays (confusion raster: TP / FP / FN, TN transparent), the
 predictions, the estimated-IoU rasters, the ground truth and the images.
 
 The footprints are drawn only at scales where a patch spans at least
@@ -51,11 +52,13 @@ from .colors import (
     PREDICTION_CLASSES,
     RGB,
     RGBA,
+    UNKNOWN_RGB,
     Stops,
     category_rgb,
     ramp_rgb,
     reversed_stops,
 )
+from .coverage import LABEL_ERROR_MAX, UNKNOWN_TEXT, unknown_mask
 
 #: Label files opened as vector layers (building polygons).
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb", ".kml", ".gml", ".sqlite")
@@ -64,6 +67,9 @@ STYLE_IOU = "by IoU"
 STYLE_EST = "by estimated IoU"
 STYLE_CLUSTER = "by cluster"
 STYLE_NOVELTY = "by novelty"
+STYLE_LABEL_ERROR = "by label disagreement"
+#: What the estimate styles classify an unclaimed estimate as (out of coverage).
+UNKNOWN_CLASS = -1.0
 #: Footprints are drawn where one patch spans at least this many screen pixels.
 FOOTPRINT_MIN_PX = 4.0
 
@@ -88,18 +94,38 @@ def _fill(rgb: RGB) -> QgsFillSymbol:
     return sym
 
 
+def unknown_symbol() -> QgsFillSymbol:
+    """A hollow, dashed grey footprint: an estimate not claimed (beyond the coverage)."""
+    sym = QgsFillSymbol.createSimple({"color": "0,0,0,0", "outline_color": _qgs_color(
+        UNKNOWN_RGB), "outline_width": "0.5", "outline_style": "dash"})
+    sym.setOpacity(0.8)
+    return sym
+
+
 def graduated_renderer(field_name: str, lo: float = 0.0, hi: float = 1.0,
-                       n: int = 5, stops: Stops | None = None) -> QgsGraduatedSymbolRenderer:
-    """Equal-interval ranges over [lo, hi] coloured red (low) to green (high)."""
+                       n: int = 5, stops: Stops | None = None, top: float | None = None,
+                       unknown: bool = False) -> QgsGraduatedSymbolRenderer:
+    """Equal-interval ranges over [lo, hi] coloured red (low) to green (high).
+
+    `top`: upper end of the last range (values above `hi` up to it get the end colour).
+    `unknown`: patches out of the reference's coverage (`covered` = 0) get the neutral
+    `unknown_symbol` instead of a colour (the field must be an estimate).
+    """
     stops = stops or IOU_STOPS
     ranges = []
     step = (hi - lo) / n
     for i in range(n):
         a, b = lo + i * step, lo + (i + 1) * step
-        ranges.append(QgsRendererRange(QgsClassificationRange(f"{a:.2f} - {b:.2f}", a, b),
+        b = top if top is not None and i == n - 1 else b
+        label = f"{a:.2f} - {b:.2f}" if top is None or i < n - 1 else f">= {a:.2f}"
+        ranges.append(QgsRendererRange(QgsClassificationRange(label, a, b),
                                        _fill(ramp_rgb(stops, (i + 0.5) / n))))
-    r = QgsGraduatedSymbolRenderer(field_name, ranges)
-    return r
+    attribute = field_name
+    if unknown:
+        attribute = f'if("covered" = 0, {UNKNOWN_CLASS}, "{field_name}")'
+        ranges.append(QgsRendererRange(QgsClassificationRange(
+            UNKNOWN_TEXT, UNKNOWN_CLASS - 0.5, UNKNOWN_CLASS + 0.5), unknown_symbol()))
+    return QgsGraduatedSymbolRenderer(attribute, ranges)
 
 
 def categorized_renderer(field_name: str, values: list[int]) -> QgsCategorizedSymbolRenderer:
@@ -150,23 +176,29 @@ def distinct_ints(values: np.ndarray) -> list[int]:
 def style_footprints(layer: QgsVectorLayer, cols: dict[str, np.ndarray]) -> str:
     """Add the named styles to the footprint layer; returns the style made current.
 
-    `cols` holds at least the patches columns iou, est_iou, cluster, novelty present.
+    `cols` holds at least the patches columns iou, est_iou, cluster, novelty, covered
+    and label_error present.
     """
     sm = layer.styleManager()
     has_iou = "iou" in cols and bool(np.isfinite(cols["iou"]).any())
     clusters = distinct_ints(cols.get("cluster", np.zeros(0, np.int64)))
     extra: list[tuple[str, object]] = [(STYLE_CLUSTER, categorized_renderer("cluster",
                                                                           clusters))]
+    unknown = bool(unknown_mask(cols, 0).any())
     if has_iou:
-        extra.append((STYLE_EST, graduated_renderer("est_iou")))
+        extra.append((STYLE_EST, graduated_renderer("est_iou", unknown=unknown)))
     if "novelty" in cols and bool(np.isfinite(cols["novelty"]).any()):
         extra.append((STYLE_NOVELTY, graduated_renderer(
             "novelty", 0.0, 100.0, stops=reversed_stops(IOU_STOPS))))
+    if "label_error" in cols and bool(np.isfinite(cols["label_error"]).any()):
+        extra.append((STYLE_LABEL_ERROR, graduated_renderer(
+            "label_error", 0.0, LABEL_ERROR_MAX, stops=reversed_stops(IOU_STOPS), top=1.0)))
     for name, renderer in extra:
         layer.setRenderer(renderer)
         sm.addStyleFromLayer(name)
     main = STYLE_IOU if has_iou else STYLE_EST
-    layer.setRenderer(graduated_renderer("iou" if has_iou else "est_iou"))
+    layer.setRenderer(graduated_renderer("iou") if has_iou
+                      else graduated_renderer("est_iou", unknown=unknown))
     sm.renameStyle(sm.currentStyle(), main)
     return main
 

@@ -57,6 +57,17 @@ def zoom_to_features(canvas: QgsMapCanvas, layer: QgsVectorLayer, fids: Sequence
     canvas.refresh()
 
 
+def zoom_to_patches(canvas: QgsMapCanvas | None, s: BundleSession, pids: Sequence[int],
+                    project: QgsProject, scale: float = 1.2, flash: bool = False) -> None:
+    """Zoom to the footprints of some patches of a bundle (and flash them)."""
+    if canvas is None or s.layers is None or s.link is None or not len(pids):
+        return
+    fids = [int(s.link.fid_of[p]) for p in pids]
+    zoom_to_features(canvas, s.layers.footprints, fids, project, scale)
+    if flash:
+        canvas.flashFeatureIds(s.layers.footprints, fids)
+
+
 class SelectionGlow:
     """Selected features glow instead of hiding the imagery; `off` restores the colour.
 

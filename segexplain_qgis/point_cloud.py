@@ -31,6 +31,8 @@ MAX_POINTS = 10_000
 CELL_PX = 2
 #: Cells a selected point's mark reaches beyond its own (a 6 px dot: 3 cells of 2 px).
 MARK_SPREAD = 1
+#: The centre of a hollow marker (the plot's background).
+HOLLOW_CENTRE = QtGui.QColor(255, 255, 255)
 
 
 def qcolor(c: RGB | QtGui.QColor) -> QtGui.QColor:
@@ -64,7 +66,8 @@ class PointCloudItem(_GraphicsObject):
     `setData(x, y, codes, palette)`: codes index `palette` (RGB tuples, see `colors`);
     points with a non-finite coordinate are skipped. An optional outline colour draws
     every dot first slightly larger in that colour. `drawn` tells what the last paint
-    drew: "points", "density" or "" (nothing yet).
+    drew: "points", "density" or "" (nothing yet). Codes in `hollow` are drawn as rings
+    (a dot with a white centre); a density image shows them in their colour.
     """
 
     def __init__(self, diameter_px: float = 6.0, square: bool = False,
@@ -80,6 +83,7 @@ class PointCloudItem(_GraphicsObject):
         self.y = np.zeros(0)
         self.codes = np.zeros(0, dtype=np.int64)
         self.palette: list[QtGui.QColor] = []
+        self.hollow: frozenset[int] = frozenset()
         self.drawn = ""
         self._finite = np.zeros(0, dtype=bool)
         self._bounds: tuple[float, float, float, float] | None = None
@@ -91,7 +95,7 @@ class PointCloudItem(_GraphicsObject):
 
     # -- data ------------------------------------------------------------------------
     def setData(self, x: np.ndarray, y: np.ndarray, codes: np.ndarray | None = None,  # noqa: N802
-                palette: Sequence[RGB] | None = None) -> None:
+                palette: Sequence[RGB] | None = None, hollow: Sequence[int] = ()) -> None:
         """Points and their palette codes (default: all code 0)."""
         x = np.asarray(x, dtype=float)
         y = np.asarray(y, dtype=float)
@@ -110,14 +114,16 @@ class PointCloudItem(_GraphicsObject):
             self._bounds = None
             self._rect = QtCore.QRectF()
         self.setColors(codes, palette if palette is not None else
-                       (self.palette or [(20, 20, 20)]))
+                       (self.palette or [(20, 20, 20)]), hollow)
 
-    def setColors(self, codes: np.ndarray, palette: Sequence[RGB]) -> None:  # noqa: N802
-        """Re-colour the points (same order as `setData`)."""
+    def setColors(self, codes: np.ndarray, palette: Sequence[RGB],  # noqa: N802
+                  hollow: Sequence[int] = ()) -> None:
+        """Re-colour the points (same order as `setData`); `hollow` codes drawn as rings."""
         codes = np.asarray(codes, dtype=np.int64)
         if codes.shape != self.x.shape:
             raise ValueError(f"{codes.size} colour codes for {self.x.size} points")
         self.codes, self.palette = codes, [qcolor(c) for c in palette]
+        self.hollow = frozenset(int(k) for k in hollow)
         self._rgb = np.array([c.getRgb()[:3] for c in self.palette] or [(0, 0, 0)],
                              dtype=np.float64)
         self._version += 1
@@ -254,6 +260,9 @@ class PointCloudItem(_GraphicsObject):
             if sel.size:
                 painter.setPen(self._pen(color, self.diameter))
                 painter.drawPoints(_polygon(px[sel], py[sel]))
+                if k in self.hollow:  # a ring: the dot with a white centre
+                    painter.setPen(self._pen(HOLLOW_CENTRE, max(1.0, self.diameter - 3.0)))
+                    painter.drawPoints(_polygon(px[sel], py[sel]))
         painter.restore()
         self.drawn = "points"
 

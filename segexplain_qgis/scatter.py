@@ -60,9 +60,11 @@ class BrushViewBox(_ViewBox):
 
     Emits `sigBrush(kind, points, mode)`: kind "rect" (2 corners) or "lasso"
     (M vertices) in data coordinates; mode "replace", "add" (shift) or "subtract" (ctrl).
+    A left click (no drag) emits `sigClick(x, y, mode)` in data coordinates.
     """
 
     sigBrush = QtCore.Signal(str, object, str)
+    sigClick = QtCore.Signal(float, float, str)
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
@@ -87,6 +89,14 @@ class BrushViewBox(_ViewBox):
         if modifiers & mods.ControlModifier:
             return "subtract"
         return "replace"
+
+    def mouseClickEvent(self, ev):  # noqa: N802 (pyqtgraph's override)
+        if ev.button() != QtCore.Qt.MouseButton.LeftButton:
+            super().mouseClickEvent(ev)
+            return
+        ev.accept()
+        p = self.mapSceneToView(ev.scenePos())
+        self.sigClick.emit(float(p.x()), float(p.y()), self.mode_for(ev.modifiers()))
 
     def mouseDragEvent(self, ev, axis=None):  # pyqtgraph's override signature
         if self.tool == "pan" or ev.button() != QtCore.Qt.MouseButton.LeftButton:
@@ -123,6 +133,7 @@ class LatentScatter(QtWidgets.QWidget):
     """Scatter of the latent plane over the estimated-IoU heatmap, with colour bars."""
 
     sigBrush = QtCore.Signal(str, object, str)
+    sigClick = QtCore.Signal(float, float, str)
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -161,6 +172,7 @@ class LatentScatter(QtWidgets.QWidget):
         self.legend.hide()
         self.tooltip_provider: Callable[[float, float, float, float], str | None] | None = None
         self.viewbox.sigBrush.connect(self.sigBrush)
+        self.viewbox.sigClick.connect(self.sigClick)
         self.view.scene().sigMouseMoved.connect(self._mouse_moved)
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -173,9 +185,12 @@ class LatentScatter(QtWidgets.QWidget):
         self.plot.setLabel("left", ylabel)
 
     def set_points(self, x: np.ndarray, y: np.ndarray, codes: np.ndarray,
-                   palette: Sequence[RGB]) -> None:
-        """All base points at once, coloured by palette code; the view fits their bulk."""
-        self.base.setData(x, y, codes, palette)
+                   palette: Sequence[RGB], hollow: Sequence[int] = ()) -> None:
+        """All base points at once, coloured by palette code; the view fits their bulk.
+
+        `hollow`: palette codes drawn as rings (unknown estimates).
+        """
+        self.base.setData(x, y, codes, palette, hollow)
         self.fit_view()
 
     def fit_view(self) -> None:
@@ -186,13 +201,15 @@ class LatentScatter(QtWidgets.QWidget):
             return
         self.plot.setRange(xRange=xr, yRange=yr, padding=0.05)
 
-    def set_colors(self, codes: np.ndarray, palette: Sequence[RGB]) -> None:
+    def set_colors(self, codes: np.ndarray, palette: Sequence[RGB],
+                   hollow: Sequence[int] = ()) -> None:
         """Re-colour the base points (same order as `set_points`)."""
-        self.base.setColors(codes, palette)
+        self.base.setColors(codes, palette, hollow)
 
     def set_overlay(self, key: str, x: np.ndarray, y: np.ndarray,
                     codes: np.ndarray | None = None,
-                    palette: Sequence[RGB] | None = None) -> None:
+                    palette: Sequence[RGB] | None = None,
+                    hollow: Sequence[int] = ()) -> None:
         """Points of another bundle on the same plane: outlined squares."""
         item = self.overlays.get(key)
         if item is None:
@@ -203,7 +220,7 @@ class LatentScatter(QtWidgets.QWidget):
                 item.setZValue(5)
                 self.plot.addItem(item)
             self.overlays[key] = item
-        item.setData(x, y, codes, palette or [(255, 255, 255)])
+        item.setData(x, y, codes, palette or [(255, 255, 255)], hollow)
         item.show()
 
     def remove_overlay(self, key: str) -> None:

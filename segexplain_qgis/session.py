@@ -9,6 +9,7 @@ from qgis.core import QgsProject
 
 from ..core.bundle.reader import Bundle, column_names, read_table
 from ..core.errors import BundleError
+from .coverage import ESTIMATE_COLUMNS, claimed, unknown_mask
 from .layers import BundleLayers, load_bundle_layers
 from .link import FootprintLink
 from .selection import MapSync, Selection
@@ -16,6 +17,9 @@ from .selection import MapSync, Selection
 #: Columns of the patches layer the explorer reads (the rest stays on disk).
 UI_COLUMNS = ("patch_id", "image", "region", "pc1", "pc2", "iou", "est_iou",
               "cluster", "novelty")
+#: How far the numbers hold (bundles before them lack these columns; read apart so a
+#: bundle without them still reads the others from its arrays).
+TRUST_COLUMNS = ("covered", "label_error", "conf_fp_frac", "conf_fn_frac")
 
 
 class BundleSession:
@@ -27,6 +31,7 @@ class BundleSession:
         self.key = str(self.bundle.path)
         self.name = self.bundle.path.name.removesuffix(".segx")
         cols = read_table(self.bundle.path, "patches", UI_COLUMNS, missing_ok=True)
+        cols.update(read_table(self.bundle.path, "patches", TRUST_COLUMNS, missing_ok=True))
         for needed in ("patch_id", "pc1", "pc2"):
             if needed not in cols:
                 raise BundleError(f"{self.bundle.gpkg}: the patches layer has no column "
@@ -44,8 +49,11 @@ class BundleSession:
         self._has: dict[str, bool] = {}
         self.x = np.asarray(cols["pc1"], dtype=float)
         self.y = np.asarray(cols["pc2"], dtype=float)
+        #: patches whose estimate is not claimed (beyond the reference's coverage)
+        self.unknown = unknown_mask(cols, n)
         #: what is selected; kept in step with the footprint layer's selection
-        self.selection = Selection(self.x, self.y, cols.get(self.score_column))
+        self.selection = Selection(self.x, self.y, claimed(cols.get(self.score_column),
+                                                           self.score_column, self.unknown))
         self.project = project or QgsProject.instance()
         self.layers: BundleLayers | None = None
         self.link: FootprintLink | None = None
@@ -107,8 +115,14 @@ class BundleSession:
         return self.selection.mask
 
     def summary(self) -> tuple[int, float]:
-        """(count, mean score) of the selection."""
+        """(count, mean score) of the selection (unknown estimates left out of the mean)."""
         return self.selection.summary()
+
+    def unknown_selected(self) -> int:
+        """Selected patches whose score is an unclaimed estimate (not in the mean)."""
+        if self.score_column not in ESTIMATE_COLUMNS or not self.unknown.any():
+            return 0
+        return int(np.count_nonzero(self.unknown[self.selection.ids()]))
 
     # -- teardown --------------------------------------------------------------------
     def _unlink(self) -> None:

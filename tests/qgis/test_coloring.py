@@ -122,7 +122,7 @@ def test_plane_colouring_redraws_only_on_change_and_overlays_use_their_scores():
     coloring.apply([base, new], "IoU")
     names = [c[0] for c in scatter.calls]
     assert names == ["set_colors", "set_overlay", "set_continuous_scale"]
-    _key, _x, _y, codes, _palette = scatter.calls[1][1]
+    _key, _x, _y, codes, _palette, _hollow = scatter.calls[1][1]
     assert codes.tolist() == [N_BINS - 1, N_BINS, 0]        # the overlay's estimated IoU
     scatter.calls.clear()
     coloring.apply([], "IoU")
