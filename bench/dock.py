@@ -2,7 +2,9 @@
 
 For each size: seconds to open the bundle (session, map layers, scatter drawn once),
 to load the scatter + heatmap again, the median milliseconds of one brush (selection,
-scatter redraw, footprint layer selection), the resident memory the open bundle takes,
+scatter redraw, footprint layer selection), of a similarity click (a patch and its 10
+nearest in latent space selected in the scatter and on the map; the first click also
+reads the latent coordinates), the resident memory the open bundle takes,
 and what the map canvas does after a selection (seconds until it has redrawn, zoomed
 out and zoomed in). The dock sits in a shown main window next to a map canvas with
 QGIS's render cache, as in QGIS.
@@ -173,6 +175,17 @@ def run(points: int, brushes: int, full_render: bool) -> dict[str, Any]:
         int(f) for f in session.link.fid_of[session.selected])
     rss_brushes = rss_mib()
 
+    # similarity click: a patch and its 10 nearest in latent space, selected everywhere;
+    # the first click also reads the bundle's latent coordinates
+    sim_ms = []
+    for pid in rng.choice(n, 6, replace=False):
+        t = time.perf_counter()
+        found = dock.select_similar(session.key, int(pid))
+        dock.scatter.view.viewport().repaint()
+        sim_ms.append((time.perf_counter() - t) * 1000)
+        assert len(found) == 11 and fp.selectedFeatureCount() == 11
+    rss_similar = rss_mib()
+
     # zoomed in on the plane: few enough points to draw them as dots
     cx, cy = float(np.median(xs)), float(np.median(ys))
     px, py = np.ptp(xs), np.ptp(ys)
@@ -225,6 +238,8 @@ def run(points: int, brushes: int, full_render: bool) -> dict[str, Any]:
         "brush_rect_ms_median": round(statistics.median(rect_ms), 1),
         "brush_lasso_ms_median": round(statistics.median(lasso_ms), 1),
         "selected_median": int(statistics.median(counts)),
+        "similar_click_ms": {"first": round(sim_ms[0], 1),
+                             "median": round(statistics.median(sim_ms[1:]), 1)},
         "scatter_drawn": {"whole": drawn_whole, "zoomed": drawn_zoomed},
         "scatter_zoomed_paint_ms": round(zoomed_ms, 1),
         "map_redraw_after_brush_s": {"whole": round(map_whole_s, 3),
@@ -236,6 +251,7 @@ def run(points: int, brushes: int, full_render: bool) -> dict[str, Any]:
         else round(all_footprints_s, 2),
         "rss_mib": {"before_open": round(rss0), "open": round(rss_open - rss0),
                     "after_brushes": round(rss_brushes - rss0),
+                    "after_similar": round(rss_similar - rss0),
                     "after_map_redraws": round(rss_end - rss0)},
         "session_arrays_mib": round(held, 1),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
@@ -275,6 +291,8 @@ def ratios(big: dict[str, Any], small: dict[str, Any]) -> dict[str, float | None
                 "brush_lasso_ms_median", "selected_median"):
         a, b = big[key], small[key]
         out[key] = round(a / b, 2) if b else None
+    a, b = big["similar_click_ms"]["median"], small["similar_click_ms"]["median"]
+    out["similar_click_ms_median"] = round(a / b, 2) if b else None
     a, b = big["rss_mib"]["open"], small["rss_mib"]["open"]
     out["rss_open_mib"] = round(a / b, 2) if b else None
     a, b = big["session_arrays_mib"], small["session_arrays_mib"]

@@ -62,18 +62,27 @@ class Neighbour:
 
 
 class SimilarityIndex:
-    """Nearest patches across several bundles; bundles of another latent space are skipped."""
+    """Nearest patches across several bundles; bundles of another latent space are skipped.
+
+    A search costs one matrix-vector product per bundle (squared norms kept with the
+    coordinates), then exact distances for the candidates only.
+    """
 
     def __init__(self, bundles: Sequence[Bundle]) -> None:
         self.bundles = list(bundles)
         self.space_ids = [bundle_space_id(b) for b in self.bundles]
-        self._spaces: dict[int, np.ndarray] = {}
+        self._spaces: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _space(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        if i not in self._spaces:
+            pts = similarity_space(self.bundles[i])
+            norms = np.einsum("ij,ij->i", pts, pts, dtype=np.float64).astype(np.float32)
+            self._spaces[i] = (pts, norms)
+        return self._spaces[i]
 
     def space(self, i: int) -> np.ndarray:
         """Similarity coordinates of bundle `i` (computed once)."""
-        if i not in self._spaces:
-            self._spaces[i] = similarity_space(self.bundles[i])
-        return self._spaces[i]
+        return self._space(i)[0]
 
     def nearest(self, bundle: int, patch_id: int, k: int = 10,
                 include_self: bool = False) -> list[Neighbour]:
@@ -86,12 +95,18 @@ class SimilarityIndex:
         for i, sid in enumerate(self.space_ids):
             if sid != self.space_ids[bundle]:
                 continue
-            pts = self.space(i)
-            d = np.sqrt(((pts - query[None, :]) ** 2).sum(axis=1, dtype=np.float64))
+            pts, norms = self._space(i)
+            d2 = norms - 2.0 * (pts @ query)  # + |query|^2, the same for every row
             if i == bundle and not include_self:
-                d[int(patch_id)] = np.inf
-            take = min(k, d.size)
-            idx = np.argpartition(d, take - 1)[:take] if take else np.array([], int)
-            found.extend((float(d[j]), i, int(j)) for j in idx if np.isfinite(d[j]))
+                d2[int(patch_id)] = np.inf
+            # a margin for float32 rounding, then exact distances of the candidates
+            take = min(k + 8, d2.size)
+            if not take:
+                continue
+            idx = np.argpartition(d2, take - 1)[:take]
+            exact = np.sqrt(((pts[idx] - query[None, :]) ** 2).sum(axis=1, dtype=np.float64))
+            exact[~np.isfinite(d2[idx])] = np.inf
+            found.extend((float(dist), i, int(j)) for dist, j in zip(exact, idx, strict=True)
+                         if np.isfinite(dist))
         found.sort()
         return [Neighbour(i, j, dist) for dist, i, j in found[:k]]
