@@ -69,24 +69,28 @@ def group_codes(query_groups: np.ndarray | None, reference_groups: np.ndarray | 
 
 
 class _Reference:
-    """Reference rows prepared for the kernel: sorted by group, augmented, with ranges."""
+    """Reference rows permuted once for the kernel, augmented with their squared norms.
 
-    def __init__(self, ref: np.ndarray, rows: np.ndarray, codes: np.ndarray | None) -> None:
-        if codes is not None:
-            order = np.argsort(codes[rows], kind="stable")
-            rows = rows[order]
-        self.rows = rows                              # original row of each sorted row
-        r = ref[rows]
-        self.aug = np.empty((r.shape[0], r.shape[1] + 1), np.float32)
-        self.aug[:, :-1] = r
-        self.aug[:, -1] = (r.astype(np.float64) ** 2).sum(axis=1)
-        self.codes = codes[rows] if codes is not None else None
+    `keys` orders the rows (lexicographically, last key first as `np.lexsort`): by group
+    for the exact search, by (list, group) for the IVF index, so that inside every tile
+    the kernel visits a query's own group is one contiguous range of columns.
+    """
 
-    def group_range(self, qcodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """[lo, hi) of each query's own group among the sorted reference rows."""
-        assert self.codes is not None
-        return (np.searchsorted(self.codes, qcodes, side="left"),
-                np.searchsorted(self.codes, qcodes, side="right"))
+    def __init__(self, ref: np.ndarray, keys: list[np.ndarray]) -> None:
+        m = ref.shape[0]
+        self.rows = np.lexsort(keys) if keys else np.arange(m)   # original row per position
+        self.aug = np.empty((m, ref.shape[1] + 1), np.float32)
+        self.aug[:, :-1] = ref[self.rows]
+        self.aug[:, -1] = (self.aug[:, :-1].astype(np.float64) ** 2).sum(axis=1)
+        self.position = np.empty(m, np.int64)                  # position per original row
+        self.position[self.rows] = np.arange(m)
+
+    def self_positions(self, exclude_self: np.ndarray | None) -> np.ndarray | None:
+        """Positions of the reference rows each query skips (-1: none)."""
+        if exclude_self is None:
+            return None
+        ex = np.asarray(exclude_self, np.int64)
+        return np.where(ex >= 0, self.position[np.clip(ex, 0, self.rows.size - 1)], -1)
 
 
 def _merge(best_d: np.ndarray, best_i: np.ndarray, rows: np.ndarray, vals: np.ndarray,
@@ -110,33 +114,30 @@ def _merge(best_d: np.ndarray, best_i: np.ndarray, rows: np.ndarray, vals: np.nd
     best_i[u] = np.take_along_axis(buf_i, order, axis=1)
 
 
-def _search_block(q: np.ndarray, ref: _Reference, k: int, qcodes: np.ndarray | None,
-                  self_pos: np.ndarray | None, tile_cols: int,
-                  tile_order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k keys (|r|^2 - 2 q.r, ascending) and sorted-reference positions for rows `q`.
+def _search_block(q: np.ndarray, ref: _Reference, k: int, codes: np.ndarray | None,
+                  qcodes: np.ndarray | None, self_pos: np.ndarray | None,
+                  tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k keys (|r|^2 - 2 q.r, ascending) and reference positions for rows `q`.
 
-    `self_pos`: per query, a position among the sorted reference rows to skip (-1: none).
+    `tiles` (T, 2): [start, stop) column ranges of `ref`, visited in order; `codes`: the
+    group code per position, sorted inside every tile. `self_pos`: per query, a position
+    to skip (-1: none).
     """
-    nq, m = q.shape[0], ref.aug.shape[0]
+    nq = q.shape[0]
     qa = np.empty((nq, q.shape[1] + 1), np.float32)
     qa[:, :-1] = -2.0 * q
     qa[:, -1] = 1.0
     best_d = np.full((nq, k), np.inf, np.float32)
     best_i = np.full((nq, k), -1, np.int64)
-    lo = hi = None
-    if qcodes is not None:
-        lo, hi = ref.group_range(qcodes)
-    starts = np.arange(0, m, tile_cols)
-    if tile_order is not None:
-        starts = starts[tile_order]
-    mask = np.empty((nq, min(m, tile_cols)), bool)
     seeded, seen = False, 0
-    for a in starts:
-        b = min(m, a + tile_cols)
+    for a, b in tiles:
+        if b <= a:
+            continue
         g = qa @ ref.aug[a:b].T                       # (nq, b - a) ranking keys
-        if lo is not None and hi is not None:
-            s, e = np.clip(lo, a, b) - a, np.clip(hi, a, b) - a
-            n_ex = e - s
+        if codes is not None and qcodes is not None:
+            tile_codes = codes[a:b]
+            s = np.searchsorted(tile_codes, qcodes, side="left")
+            n_ex = np.searchsorted(tile_codes, qcodes, side="right") - s
             if n_ex.any():
                 r = np.repeat(np.arange(nq), n_ex)
                 off = np.arange(r.size) - np.repeat(np.cumsum(n_ex) - n_ex, n_ex)
@@ -159,10 +160,8 @@ def _search_block(q: np.ndarray, ref: _Reference, k: int, qcodes: np.ndarray | N
         # merges; while few columns are seen, in blocks as wide as those seen so far
         while start < w:
             stop = min(w, start + max(seen, SEED_COLS))
-            view = g[:, start:stop]
-            cmp = mask[:, :stop - start]
-            np.less(view, best_d[:, -1:], out=cmp)
-            flat = np.flatnonzero(cmp)
+            view = g[:, start:stop] if start or stop < w else g
+            flat = np.flatnonzero(view < best_d[:, -1:])
             if flat.size:
                 rows, cols = np.divmod(flat, stop - start)
                 _merge(best_d, best_i, rows, view[rows, cols], cols + (a + start))
@@ -180,18 +179,6 @@ def _finish(q: np.ndarray, best_d: np.ndarray, best_pos: np.ndarray,
     missing = (idx < 0) | ~np.isfinite(best_d)
     d2[missing], idx[missing] = np.inf, -1
     return d2, idx
-
-
-def _self_positions(exclude_self: np.ndarray | None,
-                    ref: _Reference) -> np.ndarray | None:
-    """Map exclude_self (original reference rows) to positions among `ref`'s rows (-1)."""
-    if exclude_self is None:
-        return None
-    ex = np.asarray(exclude_self, np.int64)
-    by_row = np.argsort(ref.rows)
-    sorted_rows = ref.rows[by_row]
-    p = np.clip(np.searchsorted(sorted_rows, ex), 0, sorted_rows.size - 1)
-    return np.where((ex >= 0) & (sorted_rows[p] == ex), by_row[p], -1)
 
 
 def exact_knn(query: np.ndarray, reference: np.ndarray, k: int,
@@ -212,19 +199,21 @@ def exact_knn(query: np.ndarray, reference: np.ndarray, k: int,
         raise EmptyInputError("no reference rows to search")
     kk = int(min(k, r.shape[0]))
     qc, rc = group_codes(query_groups, reference_groups, q.shape[0], r.shape[0])
-    ref = _Reference(r, np.arange(r.shape[0]), rc)
-    self_pos = _self_positions(exclude_self, ref)
+    ref = _Reference(r, [rc] if rc is not None else [])
+    codes = rc[ref.rows] if rc is not None else None
+    self_pos = ref.self_positions(exclude_self)
     # tiles visited in a fixed random order: the top k tightens fast whatever the row order
-    n_tiles = math.ceil(r.shape[0] / max(1, tile_cols))
-    order = np.random.default_rng(0).permutation(n_tiles)
+    width = max(1, int(tile_cols))
+    starts = np.arange(0, r.shape[0], width)
+    starts = starts[np.random.default_rng(0).permutation(starts.size)]
+    tiles = np.stack([starts, np.minimum(starts + width, r.shape[0])], axis=1)
     d2 = np.empty((q.shape[0], kk), np.float32)
     idx = np.empty((q.shape[0], kk), np.int64)
     step = max(1, int(tile_rows))
     for s in range(0, q.shape[0], step):
         sl = slice(s, s + step)
-        bd, bi = _search_block(q[sl], ref, kk, qc[sl] if qc is not None else None,
-                               self_pos[sl] if self_pos is not None else None,
-                               max(1, int(tile_cols)), order)
+        bd, bi = _search_block(q[sl], ref, kk, codes, qc[sl] if qc is not None else None,
+                               self_pos[sl] if self_pos is not None else None, tiles)
         d2[sl], idx[sl] = _finish(q[sl], bd, bi, ref.rows)
     return d2, idx
 
@@ -234,9 +223,9 @@ def _kmeans(x: np.ndarray, n_clusters: int, iters: int, rng: np.random.Generator
     c = x[rng.choice(x.shape[0], n_clusters, replace=False)].copy()
     for _ in range(iters):
         lab = _nearest_centroids(x, c, 1)[:, 0]
-        sums = np.zeros_like(c, dtype=np.float64)
-        np.add.at(sums, lab, x)
         counts = np.bincount(lab, minlength=n_clusters)
+        sums = np.stack([np.bincount(lab, weights=col, minlength=n_clusters) for col in x.T],
+                        axis=1)
         empty = counts == 0
         c = np.where(empty[:, None], c, sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
         if empty.any():  # restart empty cells on random rows
@@ -263,7 +252,7 @@ class IVFIndex:
     Parameters
     ----------
     nlist:
-        Number of lists (None: about 2 sqrt(M), between 16 and 4096).
+        Number of lists (None: about 1.5 sqrt(M), between 16 and 4096).
     nprobe:
         Lists searched per query group (the groups of queries sharing a nearest centroid).
     train_samples:
@@ -275,8 +264,8 @@ class IVFIndex:
     reference row, `reference_` (M, K) float32.
     """
 
-    def __init__(self, nlist: int | None = None, nprobe: int = 12,
-                 train_samples: int = 65536, iters: int = 10,
+    def __init__(self, nlist: int | None = None, nprobe: int = 8,
+                 train_samples: int = 50000, iters: int = 8,
                  random_state: int = 0) -> None:
         self.nlist = nlist
         self.nprobe = nprobe
@@ -290,7 +279,7 @@ class IVFIndex:
         m = r.shape[0]
         if m == 0:
             raise EmptyInputError("no reference rows to index")
-        nlist = self.nlist or int(np.clip(2 * math.sqrt(m), 16, 4096))
+        nlist = self.nlist or int(np.clip(1.5 * math.sqrt(m), 16, 4096))
         nlist = max(1, min(nlist, m))
         rng = np.random.default_rng(self.random_state)
         sample = r[np.sort(rng.choice(m, min(m, max(self.train_samples, nlist)),
@@ -315,27 +304,27 @@ class IVFIndex:
         nprobe = max(1, min(self.nprobe, c.shape[0]))
         home = _nearest_centroids(q, c, 1)[:, 0]
         probes = _nearest_centroids(c, c, nprobe)           # lists searched per cell
-        by_list = np.argsort(self.list_of_, kind="stable")
-        bounds = np.searchsorted(self.list_of_[by_list], np.arange(c.shape[0] + 1))
+        # the home list first: it seeds the top k with the nearest rows
+        dc = ((c[probes] - c[:, None, :]) ** 2).sum(axis=2)
+        probes = np.take_along_axis(probes, np.argsort(dc, axis=1, kind="stable"), axis=1)
+        ref = _Reference(r, ([rc] if rc is not None else []) + [self.list_of_])
+        codes = rc[ref.rows] if rc is not None else None
+        bounds = np.searchsorted(self.list_of_[ref.rows], np.arange(c.shape[0] + 1))
+        lists = np.stack([bounds[:-1], bounds[1:]], axis=1)
+        self_pos = ref.self_positions(exclude_self)
         q_order = np.argsort(home, kind="stable")
         q_bounds = np.searchsorted(home[q_order], np.arange(c.shape[0] + 1))
-        ex = np.asarray(exclude_self, np.int64) if exclude_self is not None else None
         d2 = np.full((q.shape[0], kk), np.inf, np.float32)
         idx = np.full((q.shape[0], kk), -1, np.int64)
         for cell in range(c.shape[0]):
             qrows = q_order[q_bounds[cell]:q_bounds[cell + 1]]
             if qrows.size == 0:
                 continue
-            cand = np.concatenate([by_list[bounds[p]:bounds[p + 1]] for p in probes[cell]])
-            if cand.size == 0:
-                continue
-            ref = _Reference(r, cand, rc)
-            self_pos = _self_positions(ex[qrows] if ex is not None else None, ref)
-            kc = min(kk, cand.size)
-            bd, bi = _search_block(q[qrows], ref, kc, qc[qrows] if qc is not None else None,
-                                   self_pos, max(cand.size, 1))
-            dd, ii = _finish(q[qrows], bd, bi, ref.rows)
-            d2[qrows, :kc], idx[qrows, :kc] = dd, ii
+            bd, bi = _search_block(q[qrows], ref, kk, codes,
+                                   qc[qrows] if qc is not None else None,
+                                   self_pos[qrows] if self_pos is not None else None,
+                                   lists[probes[cell]])
+            d2[qrows], idx[qrows] = _finish(q[qrows], bd, bi, ref.rows)
         return d2, idx
 
 
