@@ -334,7 +334,7 @@ def search(query: np.ndarray, reference: np.ndarray, k: int,
            exclude_self: np.ndarray | None = None, index: IVFIndex | None = None,
            tile_rows: int = TILE_ROWS,
            tile_cols: int = TILE_COLS) -> tuple[np.ndarray, np.ndarray]:
-    """k nearest neighbours: through `index` when given (built on `reference`), else exact."""
+    """Nearest neighbours: through `index` when given (built on `reference`), else exact."""
     if index is not None:
         return index.search(query, k, query_groups, reference_groups, exclude_self)
     return exact_knn(query, reference, k, query_groups, reference_groups, exclude_self,

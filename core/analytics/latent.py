@@ -6,10 +6,10 @@ matrix (float32 products per chunk, float64 sums) around a shift (the first chun
 mean, which keeps the sums well conditioned), then takes the eigenvectors of the
 covariance. For 70,000 x 512 embeddings that is one pass and a 512 x 512 eigenproblem,
 with a working set of one chunk (8192 rows) and the 2 MiB scatter matrix whatever N
-is. Above `max_fit_samples` (200,000) patches the fit uses that many rows drawn at random
-(a 512 x 512 covariance from 200,000 rows is already exact to about 0.2 % of each
-entry's spread): fitting 1,000,000 x 512 embeddings costs what 200,000 do, and
-`transform` still places every patch. Results match scikit-learn's `PCA` (full SVD) up to the sign of each component,
+is. Above `max_fit_samples` (200,000) patches the fit uses that many rows drawn at
+random (a 512 x 512 covariance, 131,000 numbers, from 200,000 rows): fitting 1,000,000
+x 512 embeddings costs what 200,000 do, and `transform` still places every patch.
+Results match scikit-learn's `PCA` (full SVD) up to the sign of each component,
 which is fixed here so that the largest loading of each component is positive
 (deterministic across runs and machines).
 
@@ -155,7 +155,7 @@ def normalize_rows(x: np.ndarray, normalize: str = "l2",
 
     The norms are summed in float64 whatever `dtype` (float32 rows: `project`'s speed).
     """
-    a = np.asarray(x, dtype=dtype)
+    a: np.ndarray = np.asarray(x, dtype=dtype)
     if normalize == "l2":
         norms = np.sqrt(np.einsum("ij,ij->i", a, a, dtype=np.float64))[:, None]
         a = a / np.where(norms > 0, norms, 1.0).astype(dtype)
