@@ -262,32 +262,49 @@ def write_columns(folder: Path, fields: Mapping[str, str],
         np.save(folder / f"{name}.npy", a, allow_pickle=False)
 
 
+def rows_by_image(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Row indices of each image's patches (one pass over the column, in row order)."""
+    names = np.asarray(columns["image"]).astype(str)
+    uniq, inv = np.unique(names, return_inverse=True)
+    order = np.argsort(inv.ravel(), kind="stable")
+    bounds = np.searchsorted(inv.ravel()[order], np.arange(uniq.size + 1))
+    return {str(u): order[bounds[i]:bounds[i + 1]] for i, u in enumerate(uniq)}
+
+
 def est_iou_raster(image: ImageRecord, columns: Mapping[str, np.ndarray],
-                   values: np.ndarray, cell: int) -> tuple[np.ndarray, tuple[float, ...]]:
+                   values: np.ndarray, cell: int,
+                   rows: np.ndarray | None = None) -> tuple[np.ndarray, tuple[float, ...]]:
     """Grid `values` per patch cell for one image and its GDAL-order transform.
 
     Cells are `cell` x `cell` image pixels from the image's origin (so the grid is aligned
     with the image); a cell holds the mean value of the patches whose window overlaps it,
-    NaN where none does.
+    NaN where none does. `rows`: the image's rows (`rows_by_image`), found if None.
     """
     rows_n = math.ceil(image.height / cell)
     cols_n = math.ceil(image.width / cell)
-    total = np.zeros((rows_n, cols_n), np.float64)
-    count = np.zeros((rows_n, cols_n), np.int64)
-    sel = np.flatnonzero(np.asarray(columns["image"]).astype(str) == image.name)
-    for i in sel:
-        v = float(values[i])
-        if not math.isfinite(v):
-            continue
-        r0, c0 = int(columns["row_off"][i]), int(columns["col_off"][i])
-        r1 = r0 + int(columns["height"][i])
-        c1 = c0 + int(columns["width"][i])
-        total[r0 // cell:math.ceil(r1 / cell), c0 // cell:math.ceil(c1 / cell)] += v
-        count[r0 // cell:math.ceil(r1 / cell), c0 // cell:math.ceil(c1 / cell)] += 1
-    grid = np.full(total.shape, np.nan, np.float32)
+    sel = (rows if rows is not None else
+           np.flatnonzero(np.asarray(columns["image"]).astype(str) == image.name))
+    v = np.asarray(values, np.float64)[sel]
+    ok = np.isfinite(v)
+    sel, v = sel[ok], v[ok]
+    r_off = np.asarray(columns["row_off"], np.int64)[sel]
+    c_off = np.asarray(columns["col_off"], np.int64)[sel]
+    r0, c0 = r_off // cell, c_off // cell
+    r1 = -(-(r_off + np.asarray(columns["height"], np.int64)[sel]) // cell)
+    c1 = -(-(c_off + np.asarray(columns["width"], np.int64)[sel]) // cell)
+    nr, nc = np.maximum(r1 - r0, 0), np.maximum(c1 - c0, 1)
+    cnt = nr * np.maximum(c1 - c0, 0)
+    rep = np.repeat(np.arange(sel.size), cnt)
+    k = np.arange(rep.size) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    rr, cc = r0[rep] + k // nc[rep], c0[rep] + k % nc[rep]
+    inside = (rr < rows_n) & (cc < cols_n)
+    flat = (rr * cols_n + cc)[inside]
+    total = np.bincount(flat, weights=v[rep][inside], minlength=rows_n * cols_n)
+    count = np.bincount(flat, minlength=rows_n * cols_n)
+    grid = np.full(rows_n * cols_n, np.nan, np.float32)
     np.divide(total, count, out=grid, where=count > 0, casting="unsafe")
     a, b, c, d, e, f = image.transform[:6]
-    return grid, (a * cell, b * cell, c, d * cell, e * cell, f)
+    return grid.reshape(rows_n, cols_n), (a * cell, b * cell, c, d * cell, e * cell, f)
 
 
 def write_float_raster(path: Path, grid: np.ndarray, transform: Sequence[float],
