@@ -200,6 +200,9 @@ def write_patches_layer(path: Path, name: str, fields: Mapping[str, str],
         marks = ", ".join("?" * (len(fields) + 2))
         triggers = con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
                                "AND tbl_name = ?", (name,)).fetchall()
+        # the file sits in the bundle's partial folder until it is complete: no journal
+        con.execute("PRAGMA journal_mode = OFF")
+        con.execute("PRAGMA synchronous = OFF")
         with con:
             for trig, _ in triggers:  # per-row feature-count triggers: set the count once
                 con.execute(f'DROP TRIGGER "{trig}"')
