@@ -10,6 +10,8 @@ patches per image, 70 % of the images "train"), through the stages of `analyze_t
   every row assigned) plus DBSCAN on 10,000 rows (`LatentClustering.fit`) and the table;
 - novelty: `KNNNovelty` on the train rows (leave-one-image-out), distance of every row;
   exact tiled search below 150,000 reference rows, the IVF index above;
+- region: the region-level methods with their leave-one-region-out comparison
+  (`fit_region_level`: fits on at most 3,000 rows, evaluation on 10,000);
 - bundle_write: the patches layer (bulk GeoPackage + R-tree) and `columns/*.npy`.
 
 Per stage: wall and process CPU seconds (CPU is less inflated by a busy, shared
@@ -40,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-STAGES = ("pca", "estimators", "clusters", "novelty", "bundle_write")
+STAGES = ("pca", "estimators", "clusters", "novelty", "region", "bundle_write")
 
 
 class Clock:
@@ -204,6 +206,25 @@ def run(n: int, dim: int, k_max: int, workdir: Path) -> dict[str, Any]:
                                                         (pct_exact > 95))), 4)
         knn["recall_queries"] = int(check.size)
     rec["knn"] = knn
+
+    def region_stage() -> None:
+        from segexplain.core.analytics.baselines import fit_region_level
+        from segexplain.core.engine.records import PatchTable
+        from segexplain.core.sample.synthetic import synthetic_confusion
+
+        r = np.random.default_rng(0)
+        lab = np.clip(0.1 + 0.3 * r.random(n), 0, 1)
+        pred = np.clip(lab * (0.5 + 0.5 * iou), 0, 1)
+        cols: dict[str, np.ndarray] = {
+            "image": image.astype(str), "region": np.array(list("abcde"))[image % 5],
+            "split": np.where(train, "train", "val"), "iou": iou, "label_frac": lab,
+            "pred_frac": pred, "entropy": columns["entropy"],
+            "confidence": columns["confidence"], "uncertain_frac": columns["uncertain_frac"]}
+        cols.update(synthetic_confusion(iou, lab, pred, 256 * 256, r))
+        table = PatchTable(columns=cols, embeddings=x, footprints=[], crs_wkt="", images=[])
+        fit_region_level(table, n_latent=20, seed=0)
+
+    clock.run("region", region_stage)
 
     def bundle_stage() -> int:
         import shapely
