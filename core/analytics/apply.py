@@ -20,9 +20,9 @@ from .clustering import cluster_table
 from .confidence import has_confidence, with_derived
 from .estimators import MLPIoUEstimator, build_features, regression_scores
 from .fit import has_uncertainty
+from .knn import exact_knn
 from .label_errors import label_error_score
 from .latent import LatentPCA, whiten
-from .knn import exact_knn
 from .novelty import KNNNovelty, auroc
 from .region import Estimator, RegionModel, region_report
 from .stats import run_statistics
