@@ -28,8 +28,8 @@ of the mean neighbour distance; tests/core/test_knn.py checks recall on clustere
 
 Measured (bench/analytics.py --n 1000000, this 2-core machine, 1,000,000 queries
 against 700,000 reference rows in the 50-D whitened space of synthetic embeddings):
-the exact search would take about 2,260 s (1.37x its bare GEMM, 43 GFLOP/s); the index
-(1,254 lists, 8 probed) searched in 33 s, recall@10 0.28, mean neighbour distance 5 %
+the exact search would take about 1,330 s (1.44x its bare GEMM, 77 GFLOP/s); the index
+(1,254 lists, 8 probed) searched in 29 s, recall@10 0.28, mean neighbour distance 5 %
 too long, novelty percentile 5.6 points from the exact pipeline's on average, the same
 side of the 95th percentile for 98 % of patches. Those embeddings are 14 scene types
 plus isotropic noise, which whitening spreads over 43 equal dimensions: the hardest

@@ -12,8 +12,8 @@ A novelty of 50 means "as far from the reference as a typical reference patch is
 the rest"; 99 means farther than 99 % of them; 100 beyond them all.
 
 Numpy only, so it runs wherever a bundle is read. The neighbours come from `knn.py`:
-an exact search tiled around one float32 GEMM per tile (about 1.3x the time of the bare
-GEMM of the same shapes, `bench/analytics.py`), or, from `IVF_MIN_REFERENCE` (150,000)
+an exact search tiled around one float32 GEMM per tile (about 1.4-1.5x the time of the
+bare GEMM of the same shapes, `bench/analytics.py`), or, from `IVF_MIN_REFERENCE` (150,000)
 reference rows on, an IVF index (k-means lists, `nprobe` of them searched): approximate,
 with its recall@k against the exact search measured by the benchmark. The reference
 distribution uses at most `max_reference_queries` reference patches (a random subset),
