@@ -20,6 +20,7 @@ from .clustering import cluster_table
 from .confidence import has_confidence, with_derived
 from .estimators import MLPIoUEstimator, build_features, regression_scores
 from .fit import has_uncertainty
+from .knn import exact_knn
 from .label_errors import label_error_score
 from .latent import LatentPCA, whiten
 from .novelty import KNNNovelty, auroc
@@ -120,9 +121,9 @@ def estimate_table(table: PatchTable, ref: Reference) -> Estimate:
     cluster = np.full(n, -1, np.int64)
     if ref.has_array("cluster_centers"):
         centres = ref.array("cluster_centers")
-        space = latent[:, :centres.shape[1]]
-        d2 = ((space[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
-        cluster = np.argmin(d2, axis=1).astype(np.int64)
+        # nearest centre by the tiled kNN: no (N, k, C) difference array
+        _, nearest = exact_knn(latent[:, :centres.shape[1]], centres, 1)
+        cluster = nearest[:, 0].astype(np.int64)
     out = Estimate(table=table, latent=latent, pca=pca, est_iou=est, est_iou_2d=est2,
                    estimator=chosen, cluster=cluster, novelty_distance=dist.astype(np.float32),
                    novelty_pct=pct)

@@ -9,7 +9,11 @@
   `min_samples`-th neighbour, sorted): the knee is the point farthest from the chord
   between the curve's ends. For N above `max_dbscan_samples`, DBSCAN runs on a random
   subsample and the other patches join the cluster of their nearest core sample when it
-  lies within `eps` (else they are noise), which keeps time and memory bounded.
+  lies within `eps` (else they are noise), which keeps time and memory bounded. DBSCAN's
+  silhouette and noise share are then measured on its subsample, and the other patches
+  are assigned (an exact nearest-core search, `knn.exact_knn`) only when DBSCAN is
+  chosen or its labels (`dbscan_labels_`) are read: for a million patches that search
+  is the costliest step of the clustering.
 - The two are compared by silhouette. DBSCAN's noise patches count with a silhouette of
   0 (they belong to no cluster; scoring only the clustered ones would reward DBSCAN
   for discarding the hard patches), and DBSCAN competes only when it finds at least
@@ -40,15 +44,20 @@ def knee_point(curve: np.ndarray) -> int:
 
 
 def _silhouette(x: np.ndarray, labels: np.ndarray, sample: int, seed: int) -> float:
+    """Silhouette of the non-noise rows, on a random sample of at most `sample` of them.
+
+    The sample is drawn as scikit-learn's `silhouette_score(sample_size=...)` draws it,
+    before any row is copied (the same score, without copying a million rows per k).
+    """
     from sklearn.metrics import silhouette_score
 
-    keep = labels >= 0
-    x, labels = x[keep], labels[keep]
-    n_labels = len(np.unique(labels))
-    if n_labels < 2 or n_labels >= x.shape[0]:
+    kept = np.flatnonzero(labels >= 0)
+    n_labels = int(np.count_nonzero(np.bincount(labels[kept]))) if kept.size else 0
+    if n_labels < 2 or n_labels >= kept.size:
         return float("nan")
-    size = sample if x.shape[0] > sample else None
-    return float(silhouette_score(x, labels, sample_size=size, random_state=seed))
+    if kept.size > sample:
+        kept = kept[np.random.RandomState(seed).permutation(kept.size)[:sample]]
+    return float(silhouette_score(x[kept], labels[kept]))
 
 
 class LatentClustering:
@@ -57,7 +66,8 @@ class LatentClustering:
     Fitted attributes: `labels_` (N,) int, `method_` ("kmeans" or "dbscan"), `k_`
     (clusters, noise excluded), `silhouette_`, `centers_` (k, F), `sweep_` (k ->
     silhouette), `dbscan_` (eps, min_samples, clusters, noise_frac, silhouette) and
-    `dbscan_labels_` (DBSCAN's labels, chosen or not).
+    `dbscan_labels_` (DBSCAN's labels of every row, chosen or not; computed when first
+    read if DBSCAN ran on a subsample and was not chosen).
     """
 
     def __init__(self, k_min: int = 2, k_max: int = 20, silhouette_sample: int = 3000,
@@ -89,7 +99,8 @@ class LatentClustering:
         self.method_, self.k_ = "kmeans", int(best_k)
         self.silhouette_ = float(sweep[best_k])
         self.dbscan_ = self._dbscan(x)
-        self.dbscan_labels_ = self.dbscan_.pop("labels")
+        self._dbscan_state = (x, self.dbscan_.pop("labels"), self.dbscan_.pop("assign"))
+        self._dbscan_all: np.ndarray | None = None
         db_sil = self.dbscan_.get("silhouette", float("nan"))
         if (np.isfinite(db_sil) and self.dbscan_["clusters"] >= 2
                 and self.dbscan_["noise_frac"] <= self.max_noise_frac
@@ -100,6 +111,15 @@ class LatentClustering:
             self.silhouette_ = float(db_sil)
             self.centers_ = np.stack([x[labels == c].mean(axis=0) for c in range(self.k_)])
         return self
+
+    @property
+    def dbscan_labels_(self) -> np.ndarray:
+        """DBSCAN's label (N,) of every row (-1 noise), chosen or not."""
+        if self._dbscan_all is None:
+            x, labels, assign = self._dbscan_state
+            self._dbscan_all = assign(x, labels)
+            self._dbscan_state = (x[:0], labels, assign)   # the data is no longer needed
+        return self._dbscan_all
 
     def _kmeans_sweep(self, x: np.ndarray) -> tuple[dict[int, np.ndarray],
                                                     dict[int, np.ndarray], dict[int, float]]:
@@ -140,20 +160,27 @@ class LatentClustering:
             eps = float(curve[curve > 0][0]) if (curve > 0).any() else 1e-6
         db = DBSCAN(eps=eps, min_samples=ms).fit(xs)
         sub_labels = db.labels_.astype(np.int64)
-        labels = np.full(n, -1, dtype=np.int64)
-        labels[sub] = sub_labels
-        if sub.size < n and db.core_sample_indices_.size:
-            rest = np.setdiff1d(np.arange(n), sub)
-            core = db.core_sample_indices_
-            d, j = NearestNeighbors(n_neighbors=1).fit(xs[core]).kneighbors(x[rest])
-            near = d[:, 0] <= eps
-            labels[rest[near]] = sub_labels[core[j[near, 0]]]
-        clusters = int(labels.max() + 1) if labels.size else 0
-        noise = float((labels < 0).mean())
-        sil = _silhouette(x, labels, self.silhouette_sample, self.random_state)
+        core = db.core_sample_indices_
+
+        def assign(x_all: np.ndarray, sub_lab: np.ndarray) -> np.ndarray:
+            """Labels of all rows: the subsample's, the others' from their nearest core."""
+            labels = np.full(n, -1, dtype=np.int64)
+            labels[sub] = sub_lab
+            if sub.size < n and core.size:
+                from .knn import exact_knn
+
+                rest = np.setdiff1d(np.arange(n), sub)
+                d2, j = exact_knn(x_all[rest], xs[core], 1)
+                near = np.sqrt(d2[:, 0]) <= eps
+                labels[rest[near]] = sub_lab[core[j[near, 0]]]
+            return labels
+
+        clusters = int(sub_labels.max() + 1) if sub_labels.size else 0
+        noise = float((sub_labels < 0).mean())
+        sil = _silhouette(xs, sub_labels, self.silhouette_sample, self.random_state)
         return {"eps": eps, "min_samples": ms, "clusters": clusters, "noise_frac": noise,
                 "silhouette_clustered": sil, "silhouette": sil * (1.0 - noise),
-                "labels": labels}
+                "labels": sub_labels, "assign": assign, "subsample": int(sub.size)}
 
     def summary(self) -> dict[str, Any]:
         """JSON-able description of the choice (for the manifest)."""
@@ -176,19 +203,25 @@ def cluster_table(labels: np.ndarray, x: np.ndarray, columns: Mapping[str, np.nd
     nearest the cluster's centre.
     """
     rows = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
+    region = np.asarray(columns["region"]).astype(str)
+    iou_all = np.asarray(columns["iou"], np.float64)
+    label_frac = np.asarray(columns["label_frac"], float)
+    pred_frac = np.asarray(columns["pred_frac"], float)
+    by_label = np.argsort(labels, kind="stable")
+    values, starts = np.unique(labels[by_label], return_index=True)
+    ends = np.r_[starts[1:], by_label.size]
+    for c, a, b in zip(values.tolist(), starts.tolist(), ends.tolist(), strict=True):
+        idx = by_label[a:b]
         centre = x[idx].mean(axis=0)
         order = np.argsort(((x[idx] - centre) ** 2).sum(axis=1), kind="stable")
         reps = [int(columns["patch_id"][i]) for i in idx[order[:n_representatives]]]
-        iou = np.asarray(columns["iou"], np.float64)[idx]
-        regions, counts = np.unique(np.asarray(columns["region"]).astype(str)[idx],
-                                    return_counts=True)
+        iou = iou_all[idx]
+        regions, counts = np.unique(region[idx], return_counts=True)
         rows.append({
             "cluster": int(c), "size": int(idx.size),
             "mean_iou": nanmean_or_none(iou), "median_iou": nanmedian_or_none(iou),
-            "label_frac": nanmean_or_none(np.asarray(columns["label_frac"], float)[idx]),
-            "pred_frac": nanmean_or_none(np.asarray(columns["pred_frac"], float)[idx]),
+            "label_frac": nanmean_or_none(label_frac[idx]),
+            "pred_frac": nanmean_or_none(pred_frac[idx]),
             "region_mix": {str(r): int(k) for r, k in zip(regions, counts, strict=True)},
             "representatives": reps,
         })

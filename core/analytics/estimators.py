@@ -84,6 +84,10 @@ def mlp_forward(x: np.ndarray, weights: Sequence[np.ndarray],
     return a[:, 0] if a.ndim == 2 and a.shape[1] == 1 else a
 
 
+#: rows per chunk of `MLPIoUEstimator.predict_raw` (the activations stay in cache)
+PREDICT_CHUNK_ROWS = 32768
+
+
 class MLPIoUEstimator:
     """Standardised inputs -> ReLU MLP -> IoU, clipped to [0, 1] by `predict`.
 
@@ -93,7 +97,8 @@ class MLPIoUEstimator:
     large N: 10,000 patches pin down a regressor with a few thousand weights.
 
     A NaN feature (e.g. the mean confidence of a patch where nothing is predicted) is
-    replaced by `fill_`, the feature's median over the training rows.
+    replaced by `fill_`, the feature's median over the training rows (over
+    `max_train_samples` random rows when the fit is capped).
 
     Fitted attributes: `weights_`, `biases_` (lists of arrays), `fill_`, `scaler_mean_`,
     `scaler_scale_`, `n_features_in_`, `n_iter_`.
@@ -121,17 +126,23 @@ class MLPIoUEstimator:
 
         x = np.asarray(x, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
-        fill = np.array([np.nanmedian(c) if np.isfinite(c).any() else np.nan for c in x.T])
-        x = np.where(np.isnan(x), fill, x)
-        ok = np.isfinite(y.reshape(len(y), -1)).all(axis=1) & np.isfinite(x).all(axis=1)
-        x, y = x[ok], y[ok]
-        if x.shape[0] < 5:
-            raise EmptyInputError(f"{x.shape[0]} patches with a defined IoU: an estimator "
-                                  "needs at least 5; analyse more labelled imagery")
+        # medians of a random subsample when the fit is capped (a million-row median per
+        # feature costs more than the fit)
         rng = np.random.default_rng(self.random_state)
-        if self.max_train_samples and x.shape[0] > self.max_train_samples:
-            idx = np.sort(rng.choice(x.shape[0], self.max_train_samples, replace=False))
-            x, y = x[idx], y[idx]
+        cap = self.max_train_samples
+        med = (x[np.random.default_rng(self.random_state + 1).choice(x.shape[0], cap,
+                                                                     replace=False)]
+               if cap and x.shape[0] > cap else x)
+        fill = np.array([np.nanmedian(c) if np.isfinite(c).any() else np.nan for c in med.T])
+        usable = np.isfinite(x) | (np.isnan(x) & np.isfinite(fill))
+        rows = np.flatnonzero(np.isfinite(y.reshape(len(y), -1)).all(axis=1) & usable.all(axis=1))
+        if rows.size < 5:
+            raise EmptyInputError(f"{rows.size} patches with a defined IoU: an estimator "
+                                  "needs at least 5; analyse more labelled imagery")
+        if cap and rows.size > cap:
+            rows = rows[np.sort(rng.choice(rows.size, cap, replace=False))]
+        x = np.where(np.isnan(x[rows]), fill, x[rows])
+        y = y[rows]
         mean = x.mean(axis=0)
         scale = x.std(axis=0)
         scale[scale < 1e-12] = 1.0
@@ -158,13 +169,20 @@ class MLPIoUEstimator:
 
     def predict_raw(self, x: np.ndarray) -> np.ndarray:
         """Return the output before clipping (equals scikit-learn's `predict`)."""
-        x = np.asarray(x, dtype=np.float64)
+        x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.n_features_in_:
             raise ConfigurationError(f"features of shape {x.shape}: expected "
                                      f"(N, {self.n_features_in_})")
-        x = np.where(np.isnan(x), self.fill_.astype(np.float64), x)
-        z = (x - self.scaler_mean_.astype(np.float64)) / self.scaler_scale_.astype(np.float64)
-        return mlp_forward(z, self.weights_, self.biases_)
+        fill = self.fill_.astype(np.float64)
+        mean, scale = self.scaler_mean_.astype(np.float64), self.scaler_scale_.astype(np.float64)
+        parts = []
+        for s in range(0, x.shape[0], PREDICT_CHUNK_ROWS):
+            c = np.asarray(x[s:s + PREDICT_CHUNK_ROWS], dtype=np.float64)
+            c = np.where(np.isnan(c), fill, c)
+            parts.append(mlp_forward((c - mean) / scale, self.weights_, self.biases_))
+        if not parts:
+            return mlp_forward(np.zeros((0, x.shape[1])), self.weights_, self.biases_)
+        return np.concatenate(parts)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Estimated IoU (N,) float32 in [0, 1] (NaN only where a feature had no fill)."""

@@ -28,7 +28,7 @@ from .estimators import (
 )
 from .label_errors import label_error_score
 from .latent import LatentPCA, plane_grid, whiten
-from .novelty import KNNNovelty, knn_distance
+from .novelty import KNNNovelty
 from .stats import run_statistics
 
 #: minimum labelled patches (and images) to fit and validate the estimators
@@ -165,7 +165,7 @@ def analyze_table(table: PatchTable, *, n_components: int = 50, clusters_max: in
         ref_groups = groups[ref_rows] if nov.grouped_ else None
         dist = nov.distance(space, groups if nov.grouped_ else None, ref_groups)
         if not nov.grouped_:  # leave-one-out for the reference rows themselves
-            dist[ref_rows] = knn_distance(space[ref_rows], space[ref_rows], nov.k,
+            dist[ref_rows] = nov.distance(space[ref_rows],
                                           exclude_self=np.arange(ref_rows.size))
         res.novelty, res.novelty_reference = nov, ref_rows.astype(np.int64)
         res.novelty_distance = dist.astype(np.float32)

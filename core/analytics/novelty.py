@@ -11,9 +11,13 @@ otherwise make the reference look far tighter than any unseen image can be.
 A novelty of 50 means "as far from the reference as a typical reference patch is from
 the rest"; 99 means farther than 99 % of them; 100 beyond them all.
 
-Numpy only (chunked brute force), so it runs wherever a bundle is read; the work is
-O(queries x reference x K), bounded in memory by `chunk_elems`. The reference
-distribution uses at most `max_reference_queries` reference patches (a random subset).
+Numpy only, so it runs wherever a bundle is read. The neighbours come from `knn.py`:
+an exact search tiled around one float32 GEMM per tile (about 1.4-1.5x the time of the
+bare GEMM of the same shapes, `bench/analytics.py`), or, from `IVF_MIN_REFERENCE` (150,000)
+reference rows on, an IVF index (k-means lists, `nprobe` of them searched): approximate,
+with its recall@k against the exact search measured by the benchmark. The reference
+distribution uses at most `max_reference_queries` reference patches (a random subset),
+searched the same way as the patches it calibrates.
 """
 
 from __future__ import annotations
@@ -21,20 +25,32 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigurationError, EmptyInputError
+from .knn import IVF_MIN_REFERENCE, TILE_COLS, IVFIndex, search
 
-#: distance-matrix elements per chunk (16 M float32 = 64 MiB)
+#: distance-matrix elements per tile (16 M float32 = 64 MiB): query tile x reference tile
 CHUNK_ELEMS = 1 << 24
+
+
+def mean_distance(d2: np.ndarray) -> np.ndarray:
+    """Mean of the square roots of each row's finite entries (inf where there are none)."""
+    finite = np.isfinite(d2)
+    dist = np.sqrt(np.where(finite, d2, 0.0).astype(np.float64))
+    counts = finite.sum(axis=1)
+    return np.where(counts > 0, dist.sum(axis=1) / np.maximum(counts, 1), np.inf)
 
 
 def knn_distance(query: np.ndarray, reference: np.ndarray, k: int,
                  query_groups: np.ndarray | None = None,
                  reference_groups: np.ndarray | None = None,
                  exclude_self: np.ndarray | None = None,
-                 chunk_elems: int = CHUNK_ELEMS) -> np.ndarray:
+                 chunk_elems: int = CHUNK_ELEMS,
+                 index: IVFIndex | None = None) -> np.ndarray:
     """Mean distance (N,) of each query row to its `k` nearest reference rows.
 
     `query_groups` / `reference_groups`: rows of the same group are not neighbours.
     `exclude_self`: for each query, the index of a reference row to skip (-1: none).
+    `index`: an `IVFIndex` fitted on `reference` (approximate search); None: exact,
+    in tiles of about `chunk_elems` distances.
     """
     q = np.ascontiguousarray(query, dtype=np.float32)
     r = np.ascontiguousarray(reference, dtype=np.float32)
@@ -43,36 +59,11 @@ def knn_distance(query: np.ndarray, reference: np.ndarray, k: int,
                                  "(N, K) arrays of the same K")
     if r.shape[0] == 0:
         raise EmptyInputError("no reference patches to measure novelty against")
-    kk = int(min(k, r.shape[0]))
-    qg = rg = None
-    if query_groups is not None and reference_groups is not None:
-        # integer codes: comparing ints per distance-matrix cell is far cheaper than strings
-        _, codes = np.unique(np.concatenate([np.asarray(query_groups).astype(str),
-                                             np.asarray(reference_groups).astype(str)]),
-                             return_inverse=True)
-        qg, rg = codes[:q.shape[0]], codes[q.shape[0]:]
-    r2 = (r.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
-    step = max(1, int(chunk_elems) // max(1, r.shape[0]))
-    out = np.empty(q.shape[0], dtype=np.float64)
-    for s in range(0, q.shape[0], step):
-        qc = q[s:s + step]
-        d2 = (qc.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)[:, None] + r2[None, :]
-        d2 -= 2.0 * (qc @ r.T)
-        np.maximum(d2, 0.0, out=d2)
-        if qg is not None and rg is not None:
-            d2[qg[s:s + step, None] == rg[None, :]] = np.inf
-        if exclude_self is not None:
-            rows = np.arange(qc.shape[0])
-            cols = exclude_self[s:s + step]
-            valid = cols >= 0
-            d2[rows[valid], cols[valid]] = np.inf
-        part = np.partition(d2, kk - 1, axis=1)[:, :kk].astype(np.float64)
-        finite = np.isfinite(part)
-        dist = np.sqrt(np.where(finite, part, 0.0))
-        counts = finite.sum(axis=1)
-        out[s:s + step] = np.where(counts > 0, dist.sum(axis=1) / np.maximum(counts, 1),
-                                   np.inf)
-    return out
+    tile_cols = max(1, min(TILE_COLS, r.shape[0]))
+    tile_rows = max(1, int(chunk_elems) // tile_cols)
+    d2, _ = search(q, r, k, query_groups, reference_groups, exclude_self, index,
+                   tile_rows, tile_cols)
+    return mean_distance(d2)
 
 
 def percentile_of(values: np.ndarray, sorted_reference: np.ndarray) -> np.ndarray:
@@ -87,16 +78,28 @@ def percentile_of(values: np.ndarray, sorted_reference: np.ndarray) -> np.ndarra
 class KNNNovelty:
     """kNN distance to a reference set, calibrated on the reference's own distances.
 
+    From `ivf_min_reference` reference rows on, neighbours come from an `IVFIndex`
+    (approximate, see `knn.py`), built once on the reference and used for the
+    calibration and every query alike.
+
     Fitted attributes: `reference_` (M, K) float32, `reference_distances_` (sorted,
     float64: leave-one-out or leave-one-group-out kNN distances of reference rows),
-    `grouped_` (whether groups were used).
+    `grouped_` (whether groups were used), `index_` (the IVF index or None: exact).
     """
 
     def __init__(self, k: int = 10, max_reference_queries: int = 5000,
-                 random_state: int = 0) -> None:
+                 random_state: int = 0, ivf_min_reference: int = IVF_MIN_REFERENCE) -> None:
         self.k = k
         self.max_reference_queries = max_reference_queries
         self.random_state = random_state
+        self.ivf_min_reference = ivf_min_reference
+        self.index_: IVFIndex | None = None
+
+    def _index(self) -> IVFIndex | None:
+        """The IVF index for a large reference (built on first use), None below the size."""
+        if self.index_ is None and self.reference_.shape[0] >= self.ivf_min_reference:
+            self.index_ = IVFIndex(random_state=self.random_state).fit(self.reference_)
+        return self.index_
 
     def fit(self, reference: np.ndarray, groups: np.ndarray | None = None) -> KNNNovelty:
         """Keep `reference` (M, K) and compute its own kNN distances; returns self."""
@@ -109,20 +112,26 @@ class KNNNovelty:
         rng = np.random.default_rng(self.random_state)
         rows = (np.sort(rng.choice(m, self.max_reference_queries, replace=False))
                 if m > self.max_reference_queries else np.arange(m))
+        self.reference_ = ref
+        self.index_ = None
         if groups is not None:
             g = np.asarray(groups)
-            dist = knn_distance(ref[rows], ref, self.k, g[rows], g)
+            dist = knn_distance(ref[rows], ref, self.k, g[rows], g, index=self._index())
         else:
-            dist = knn_distance(ref[rows], ref, self.k, exclude_self=rows)
-        self.reference_ = ref
+            dist = knn_distance(ref[rows], ref, self.k, exclude_self=rows, index=self._index())
         self.reference_distances_ = np.sort(dist[np.isfinite(dist)])
         self.grouped_ = groups is not None
         return self
 
     def distance(self, x: np.ndarray, groups: np.ndarray | None = None,
-                 reference_groups: np.ndarray | None = None) -> np.ndarray:
-        """Raw novelty: mean distance of rows of `x` to their k nearest reference rows."""
-        return knn_distance(x, self.reference_, self.k, groups, reference_groups)
+                 reference_groups: np.ndarray | None = None,
+                 exclude_self: np.ndarray | None = None) -> np.ndarray:
+        """Raw novelty: mean distance of rows of `x` to their k nearest reference rows.
+
+        `exclude_self`: per row of `x`, a reference row it may not use (-1: none).
+        """
+        return knn_distance(x, self.reference_, self.k, groups, reference_groups,
+                            exclude_self, index=self._index())
 
     def percentile(self, distance: np.ndarray) -> np.ndarray:
         """Novelty percentile (0-100) of raw distances among the reference's own."""

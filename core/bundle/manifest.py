@@ -16,7 +16,7 @@ from ..analytics.novelty import KNNNovelty
 from ..engine.records import PatchTable
 from .reader import Bundle
 from .validity import coverage_entry, latent_space_entry, patch_fields, region_entries
-from .writer import BundleWriter, est_iou_raster, write_float_raster
+from .writer import BundleWriter, est_iou_raster, rows_by_image, write_float_raster
 
 
 def _estimator_manifest(res_validation: dict[str, CrossValidation],
@@ -174,8 +174,10 @@ def write_estimate(writer: BundleWriter, est: Estimate, ref: Bundle,
     if hm is not None:
         writer.write_array("heatmap", hm[0])
     cell = int(run_info.get("stride") or run_info.get("patch_size") or 256)
+    by_image = rows_by_image(table.columns)
     for im in table.images:
-        grid, transform = est_iou_raster(im, table.columns, est.est_iou, cell)
+        grid, transform = est_iou_raster(im, table.columns, est.est_iou, cell,
+                                         by_image.get(im.name, np.zeros(0, np.int64)))
         path = writer.raster_dir / f"{im.name}_est_iou.tif"
         write_float_raster(path, grid, transform, im.crs_wkt)
     writer.write_patches(table, {

@@ -171,3 +171,97 @@ def test_est_iou_raster_is_aligned(tmp_path, analysis):
         fp = t.footprints[rows[4]]
         x, y = fp.centroid.x, fp.centroid.y
         assert next(src.sample([(x, y)]))[0] == pytest.approx(values[rows[4]])
+
+
+def test_bulk_patches_layer_reads_back_through_ogr(bundle, analysis):
+    """The sqlite3-written layer is a valid GeoPackage layer: OGR reads fids 1..N in
+    patch_id order, the footprints, the feature count and an R-tree spatial index."""
+    from osgeo import ogr
+
+    t = analysis.table
+    ds = ogr.Open(str(bundle / "patches.gpkg"))
+    lyr = ds.GetLayerByName("patches")
+    assert lyr.GetFeatureCount(force=0) == 72           # gpkg_ogr_contents, not a scan
+    assert lyr.GetFIDColumn() == "fid"
+    sql = ds.ExecuteSQL("SELECT HasSpatialIndex('patches', 'geom')")
+    assert sql.GetNextFeature().GetField(0) == 1
+    ds.ReleaseResultSet(sql)
+    xmin, xmax, ymin, ymax = lyr.GetExtent(force=0)
+    xs = [fp.bounds for fp in t.footprints]
+    assert xmin == pytest.approx(min(b[0] for b in xs))
+    assert ymax == pytest.approx(max(b[3] for b in xs))
+    for i, f in enumerate(lyr):
+        assert f.GetFID() == i + 1 and f.GetField("patch_id") == i
+        g = f.GetGeometryRef()
+        assert g.GetEnvelope() == pytest.approx(
+            (t.footprints[i].bounds[0], t.footprints[i].bounds[2],
+             t.footprints[i].bounds[1], t.footprints[i].bounds[3]))
+        assert g.GetArea() == pytest.approx(t.footprints[i].area)
+    # a spatial filter goes through the R-tree
+    fp = t.footprints[5]
+    lyr.SetSpatialFilterRect(*fp.centroid.coords[0], *fp.centroid.coords[0])
+    assert 5 in {f.GetField("patch_id") for f in lyr}
+
+
+def test_columns_arrays_equal_the_geopackage(bundle):
+    from segexplain.core.bundle.reader import column_names, read_columns
+    from segexplain.core.bundle.writer import PATCH_FIELDS
+
+    names = column_names(bundle)
+    assert "patch_id" in names and "image" in names and "novelty" in names
+    from_gpkg = read_table(bundle, "patches", names, arrays=False)
+    from_npy = read_columns(bundle, names)
+    for name in names:
+        a, b = from_gpkg[name], from_npy[name]
+        if PATCH_FIELDS[name] == "text":
+            assert a.tolist() == b.tolist(), name
+        else:
+            assert a.dtype == b.dtype, name
+            np.testing.assert_array_equal(a, b, err_msg=name)
+    assert set(names) <= set(PATCH_FIELDS)
+    assert all(name in read_manifest(bundle)["files"] for name in
+               ("columns/patch_id.npy", "columns/image.codes.npy", "columns/image.labels.npy"))
+
+
+def test_columns_text_nulls_and_int_nans(tmp_path):
+    from segexplain.core.bundle.reader import read_columns
+    from segexplain.core.bundle.writer import write_columns
+
+    write_columns(tmp_path / "columns", {"t": "text", "i": "int", "j": "int", "r": "real"},
+                  {"t": np.array(["b", None, "a", "b"], dtype=object),
+                   "i": np.array([1.0, np.nan, 3.0, 4.0]), "j": np.array([1.0, 2.0, 3.0, 4.0]),
+                   "r": np.array([0.5, np.nan, 1.0, 2.0], np.float32)})
+    out = read_columns(tmp_path, ["t", "i", "j", "r"])
+    assert out["t"].tolist() == ["b", None, "a", "b"]
+    np.testing.assert_array_equal(out["i"], [1.0, np.nan, 3.0, 4.0])
+    assert out["j"].dtype == np.int64 and out["j"].tolist() == [1, 2, 3, 4]
+    np.testing.assert_array_equal(out["r"], [0.5, np.nan, 1.0, 2.0])
+
+
+def test_est_iou_raster_overlapping_windows_average_per_cell():
+    """Vectorised gridding equals a per-patch loop, with overlapping and clipped windows."""
+    import math
+    from types import SimpleNamespace
+
+    from segexplain.core.bundle.writer import rows_by_image
+
+    rng = np.random.default_rng(0)
+    n = 300
+    cols = {"image": np.where(rng.random(n) < 0.5, "a", "b"),
+            "row_off": rng.integers(0, 900, n), "col_off": rng.integers(0, 700, n),
+            "height": rng.integers(1, 300, n), "width": rng.integers(1, 300, n)}
+    vals = rng.random(n)
+    vals[::7] = np.nan
+    im = SimpleNamespace(name="a", height=1000, width=800, transform=(1, 0, 0, 0, -1, 0))
+    for cell in (64, 100, 256):
+        total = np.zeros((math.ceil(1000 / cell), math.ceil(800 / cell)))
+        count = np.zeros_like(total)
+        for i in np.flatnonzero((cols["image"] == "a") & np.isfinite(vals)):
+            r0, c0 = cols["row_off"][i], cols["col_off"][i]
+            sl = (slice(r0 // cell, math.ceil((r0 + cols["height"][i]) / cell)),
+                  slice(c0 // cell, math.ceil((c0 + cols["width"][i]) / cell)))
+            total[sl] += vals[i]
+            count[sl] += 1
+        want = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+        got, _ = est_iou_raster(im, cols, vals, cell, rows_by_image(cols)["a"])
+        np.testing.assert_allclose(got, want, rtol=1e-6)
