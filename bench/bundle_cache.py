@@ -1,7 +1,8 @@
 """Synthetic bundles for the explorer benchmark, written once and kept under /tmp.
 
-A bundle of a million patches takes minutes to write (`tests/qgis/bundle_factory.py`
-goes through the real core writer, one OGR feature at a time), so the benchmark keeps
+A bundle of a million patches takes a minute or more to write
+(`tests/qgis/bundle_factory.py` makes a synthetic table and goes through the real core
+writer), so the benchmark keeps
 each size it wrote in `$SEGEXPLAIN_BENCH_CACHE` (default `/tmp/segexplain-bench`) under
 a key made of the point count and the source of the factory and of the bundle writer:
 a change to either writes the bundle again. No QGIS import here.
