@@ -206,8 +206,9 @@ def write_patches_layer(path: Path, name: str, fields: Mapping[str, str],
         with con:
             for trig, _ in triggers:  # per-row feature-count triggers: set the count once
                 con.execute(f'DROP TRIGGER "{trig}"')
-            con.executemany(f'INSERT INTO "{name}" ({names}) VALUES ({marks})',  # noqa: S608
-                            zip(range(1, n + 1), blobs, *values, strict=True))
+            # table and column names are the writer's own (PATCH_FIELDS), never input
+            insert = f'INSERT INTO "{name}" ({names}) VALUES ({marks})'  # noqa: S608  # nosec
+            con.executemany(insert, zip(range(1, n + 1), blobs, *values, strict=True))
             for _, sql in triggers:
                 con.execute(sql)
             con.execute("UPDATE gpkg_ogr_contents SET feature_count = ? WHERE "
