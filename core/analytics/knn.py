@@ -19,22 +19,28 @@ contiguous column range per tile, set to +inf before the comparison.
 
 The IVF index (`IVFIndex`) is for large references (the novelty default uses it from
 `IVF_MIN_REFERENCE` reference rows on): a k-means coarse quantiser (Lloyd iterations in
-numpy on a sample of the reference) splits the reference into `nlist` lists; queries
-are grouped by their nearest centroid and each group is searched exactly (same kernel)
-against the lists of the `nprobe` centroids nearest its centroid. That is approximate:
-a true neighbour in a list that was not probed is missed and replaced by the next
-nearest. `bench/analytics.py` measures recall@k against the exact search and the error
-of the mean neighbour distance; tests/core/test_knn.py checks recall on clustered data.
+numpy on a sample of the reference) splits the reference into `nlist` lists; each query
+probes its own `nprobe` nearest lists (chosen among the `NEAR_FACTOR` * nprobe centroids
+nearest its nearest centroid, which spares a selection over all centroids per query).
+The search loops over lists: the queries probing a list are searched exactly against
+its rows as one GEMM tile (same key and exclusions) and merged into their running top
+k, every query's nearest list first so that it seeds a tight k-th distance. That is
+approximate: a true neighbour in a list that was not probed is missed and replaced by
+the next nearest. `bench/analytics.py` measures recall@k against the exact search and
+the error of the mean neighbour distance; tests/core/test_knn.py checks recall on
+clustered data.
 
-Measured (bench/analytics.py --n 1000000, this 2-core machine, 1,000,000 queries
-against 700,000 reference rows in the 50-D whitened space of synthetic embeddings):
-the exact search would take about 1,330 s (1.44x its bare GEMM, 77 GFLOP/s); the index
-(1,254 lists, 8 probed) searched in 29 s, recall@10 0.28, mean neighbour distance 5 %
-too long, novelty percentile 5.6 points from the exact pipeline's on average, the same
-side of the 95th percentile for 98 % of patches. Those embeddings are 14 scene types
-plus isotropic noise, which whitening spreads over 43 equal dimensions: the hardest
-case for any partition of the space (16 lists probed: recall 0.42 in 51 s). On
-clustered data (tests/core/test_knn.py) 8 of 100 lists find 0.89 of the neighbours.
+Measured (bench/analytics.py --n 1000000, this 2-core machine shared with another job,
+1,000,000 queries against 700,000 reference rows in the 50-D whitened space of
+synthetic embeddings): the exact search would take about 1,460 s (1.51x its bare GEMM,
+74 GFLOP/s); the index (1,254 lists, 8 probed) searched in 42 s, recall@10 0.51, mean
+neighbour distance 2.4 % too long, novelty percentile 3.6 points from the exact
+pipeline's on average, the same side of the 95th percentile for 98.5 % of patches.
+Those embeddings are 14 scene types plus isotropic noise, which whitening spreads over
+43 equal dimensions: the hardest case for any partition of the space. Probing the lists
+nearest the query's own list instead (one tile per list of queries) had recall 0.28 in
+29 s (16 probed: 0.42 in 51 s). On clustered data (tests/core/test_knn.py) 8 of 100
+lists find 0.99 of the neighbours.
 """
 
 from __future__ import annotations
@@ -334,7 +340,7 @@ class IVFIndex:
     nlist:
         Number of lists (None: about 1.5 sqrt(M), between 16 and 4096).
     nprobe:
-        Lists searched per query group (the groups of queries sharing a nearest centroid).
+        Lists searched per query (its nearest ones).
     train_samples:
         Reference rows the k-means is fitted on (a random subset).
     iters:
