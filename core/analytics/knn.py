@@ -19,22 +19,28 @@ contiguous column range per tile, set to +inf before the comparison.
 
 The IVF index (`IVFIndex`) is for large references (the novelty default uses it from
 `IVF_MIN_REFERENCE` reference rows on): a k-means coarse quantiser (Lloyd iterations in
-numpy on a sample of the reference) splits the reference into `nlist` lists; queries
-are grouped by their nearest centroid and each group is searched exactly (same kernel)
-against the lists of the `nprobe` centroids nearest its centroid. That is approximate:
-a true neighbour in a list that was not probed is missed and replaced by the next
-nearest. `bench/analytics.py` measures recall@k against the exact search and the error
-of the mean neighbour distance; tests/core/test_knn.py checks recall on clustered data.
+numpy on a sample of the reference) splits the reference into `nlist` lists; each query
+probes its own `nprobe` nearest lists (chosen among the `NEAR_FACTOR` * nprobe centroids
+nearest its nearest centroid, which spares a selection over all centroids per query).
+The search loops over lists: the queries probing a list are searched exactly against
+its rows as one GEMM tile (same key and exclusions) and merged into their running top
+k, every query's nearest list first so that it seeds a tight k-th distance. That is
+approximate: a true neighbour in a list that was not probed is missed and replaced by
+the next nearest. `bench/analytics.py` measures recall@k against the exact search and
+the error of the mean neighbour distance; tests/core/test_knn.py checks recall on
+clustered data.
 
-Measured (bench/analytics.py --n 1000000, this 2-core machine, 1,000,000 queries
-against 700,000 reference rows in the 50-D whitened space of synthetic embeddings):
-the exact search would take about 1,330 s (1.44x its bare GEMM, 77 GFLOP/s); the index
-(1,254 lists, 8 probed) searched in 29 s, recall@10 0.28, mean neighbour distance 5 %
-too long, novelty percentile 5.6 points from the exact pipeline's on average, the same
-side of the 95th percentile for 98 % of patches. Those embeddings are 14 scene types
-plus isotropic noise, which whitening spreads over 43 equal dimensions: the hardest
-case for any partition of the space (16 lists probed: recall 0.42 in 51 s). On
-clustered data (tests/core/test_knn.py) 8 of 100 lists find 0.89 of the neighbours.
+Measured (bench/analytics.py --n 1000000, this 2-core machine shared with another job,
+1,000,000 queries against 700,000 reference rows in the 50-D whitened space of
+synthetic embeddings): the exact search would take about 1,460 s (1.51x its bare GEMM,
+74 GFLOP/s); the index (1,254 lists, 8 probed) searched in 42 s, recall@10 0.51, mean
+neighbour distance 2.4 % too long, novelty percentile 3.6 points from the exact
+pipeline's on average, the same side of the 95th percentile for 98.5 % of patches.
+Those embeddings are 14 scene types plus isotropic noise, which whitening spreads over
+43 equal dimensions: the hardest case for any partition of the space. Probing the lists
+nearest the query's own list instead (one tile per list of queries) had recall 0.28 in
+29 s (16 probed: 0.42 in 51 s). On clustered data (tests/core/test_knn.py) 8 of 100
+lists find 0.99 of the neighbours.
 """
 
 from __future__ import annotations
@@ -51,6 +57,11 @@ TILE_ROWS = 2048
 TILE_COLS = 8192
 #: columns of the first reference tile that seed each query's top k by `argpartition`
 SEED_COLS = 256
+#: cells of one IVF tile at most (queries probing a list x the list's rows)
+TILE_CELLS = TILE_ROWS * TILE_COLS
+#: IVF probes of a query: its nprobe nearest among the NEAR_FACTOR * nprobe centroids
+#: nearest its own centroid
+NEAR_FACTOR = 8
 #: reference rows from which `search` uses an IVF index instead of the exact search
 IVF_MIN_REFERENCE = 150_000
 
@@ -124,6 +135,37 @@ def _merge(best_d: np.ndarray, best_i: np.ndarray, rows: np.ndarray, vals: np.nd
     best_i[u] = np.take_along_axis(buf_i, order, axis=1)
 
 
+def _augment(q: np.ndarray) -> np.ndarray:
+    """Query rows as ``[-2q, 1]``: their product with ``[r, |r|^2]`` is the ranking key."""
+    qa = np.empty((q.shape[0], q.shape[1] + 1), np.float32)
+    qa[:, :-1] = -2.0 * q
+    qa[:, -1] = 1.0
+    return qa
+
+
+def _tile_keys(qa: np.ndarray, ref: _Reference, a: int, b: int, codes: np.ndarray | None,
+               qcodes: np.ndarray | None, self_pos: np.ndarray | None) -> np.ndarray:
+    """Ranking keys (nq, b - a) of rows `qa` against positions [a, b), excluded cells +inf.
+
+    `codes`: the group code per position, sorted inside [a, b); `self_pos`: per query, a
+    position to skip (-1: none).
+    """
+    g = qa @ ref.aug[a:b].T
+    nq = qa.shape[0]
+    if codes is not None and qcodes is not None:
+        tile_codes = codes[a:b]
+        s = np.searchsorted(tile_codes, qcodes, side="left")
+        n_ex = np.searchsorted(tile_codes, qcodes, side="right") - s
+        if n_ex.any():
+            r = np.repeat(np.arange(nq), n_ex)
+            off = np.arange(r.size) - np.repeat(np.cumsum(n_ex) - n_ex, n_ex)
+            g[r, np.repeat(s, n_ex) + off] = np.inf
+    if self_pos is not None:
+        inside = (self_pos >= a) & (self_pos < b)
+        g[np.flatnonzero(inside), self_pos[inside] - a] = np.inf
+    return g
+
+
 def _search_block(q: np.ndarray, ref: _Reference, k: int, codes: np.ndarray | None,
                   qcodes: np.ndarray | None, self_pos: np.ndarray | None,
                   tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -134,27 +176,14 @@ def _search_block(q: np.ndarray, ref: _Reference, k: int, codes: np.ndarray | No
     to skip (-1: none).
     """
     nq = q.shape[0]
-    qa = np.empty((nq, q.shape[1] + 1), np.float32)
-    qa[:, :-1] = -2.0 * q
-    qa[:, -1] = 1.0
+    qa = _augment(q)
     best_d = np.full((nq, k), np.inf, np.float32)
     best_i = np.full((nq, k), -1, np.int64)
     seeded, seen = False, 0
     for a, b in tiles:
         if b <= a:
             continue
-        g = qa @ ref.aug[a:b].T                       # (nq, b - a) ranking keys
-        if codes is not None and qcodes is not None:
-            tile_codes = codes[a:b]
-            s = np.searchsorted(tile_codes, qcodes, side="left")
-            n_ex = np.searchsorted(tile_codes, qcodes, side="right") - s
-            if n_ex.any():
-                r = np.repeat(np.arange(nq), n_ex)
-                off = np.arange(r.size) - np.repeat(np.cumsum(n_ex) - n_ex, n_ex)
-                g[r, np.repeat(s, n_ex) + off] = np.inf
-        if self_pos is not None:
-            inside = (self_pos >= a) & (self_pos < b)
-            g[np.flatnonzero(inside), self_pos[inside] - a] = np.inf
+        g = _tile_keys(qa, ref, a, b, codes, qcodes, self_pos)
         w, start = b - a, 0
         if not seeded:  # seed each row's top k from the first few columns
             start = min(w, max(4 * k, SEED_COLS))
@@ -178,6 +207,31 @@ def _search_block(q: np.ndarray, ref: _Reference, k: int, codes: np.ndarray | No
             seen += stop - start
             start = stop
     return best_d, best_i
+
+
+def _merge_tile(g: np.ndarray, a: int, best_d: np.ndarray, best_i: np.ndarray) -> None:
+    """Merge a whole tile of keys `g` (columns from position `a`) into running top ks.
+
+    Rows whose top k is not full yet first take the k smallest of the tile's first
+    columns (`argpartition`); then every row merges only the cells that beat its current
+    k-th key.
+    """
+    k, w = best_d.shape[1], g.shape[1]
+    open_ = ~np.isfinite(best_d[:, -1])
+    if open_.any():
+        rows = np.flatnonzero(open_)
+        seed = min(w, max(4 * k, 64))
+        kk = min(k, seed)
+        head = g[rows, :seed]
+        part = (np.argpartition(head, kk - 1, axis=1)[:, :kk] if kk < seed
+                else np.broadcast_to(np.arange(seed), (rows.size, seed)))
+        vals = np.take_along_axis(head, part, axis=1)
+        _merge(best_d, best_i, np.repeat(rows, kk), vals.ravel(), (part + a).ravel())
+        g[rows, :seed] = np.inf                           # merged: not again below
+    flat = np.flatnonzero(g < best_d[:, -1:])
+    if flat.size:
+        rows, cols = np.divmod(flat, w)
+        _merge(best_d, best_i, rows, g[rows, cols], cols + a)
 
 
 def _finish(q: np.ndarray, best_d: np.ndarray, best_pos: np.ndarray,
@@ -245,14 +299,36 @@ def _kmeans(x: np.ndarray, n_clusters: int, iters: int, rng: np.random.Generator
 
 def _nearest_centroids(x: np.ndarray, c: np.ndarray, n: int,
                        tile_rows: int = 16384) -> np.ndarray:
-    """Indices (N, n) of the `n` nearest centroids of each row (unordered among them)."""
+    """Indices (N, n) of the `n` nearest centroids of each row (nearest first from n > 1).
+
+    Exact for n = 1 and for 4n >= the centroids; above, the n are chosen among the 4n
+    centroids nearest the row's own centroid (`NEAR_FACTOR`), which avoids a per-row
+    selection over all centroids (the main cost) and rarely differs from it.
+    """
+    m = c.shape[0]
+    n = min(n, m)
     c2 = (c.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
+    ct = np.ascontiguousarray(-2.0 * c.T)
+    near = None
+    width = NEAR_FACTOR * n
+    if 1 < n and width < m:   # the centroids nearest each centroid (itself included)
+        near = np.argpartition(c @ ct + c2, width - 1, axis=1)[:, :width]
     out = np.empty((x.shape[0], n), np.int64)
     for s in range(0, x.shape[0], tile_rows):
-        g = x[s:s + tile_rows] @ (-2.0 * c.T)
+        g = x[s:s + tile_rows] @ ct
         g += c2
-        out[s:s + tile_rows] = (np.argmin(g, axis=1)[:, None] if n == 1
-                                else np.argpartition(g, n - 1, axis=1)[:, :n])
+        if n == 1:
+            out[s:s + tile_rows, 0] = np.argmin(g, axis=1)
+            continue
+        cand = (near[np.argmin(g, axis=1)] if near is not None
+                else np.broadcast_to(np.arange(m), g.shape))
+        sub = np.take_along_axis(g, cand, axis=1)
+        part = np.argpartition(sub, n - 1, axis=1)[:, :n] if n < sub.shape[1] else \
+            np.broadcast_to(np.arange(n), (g.shape[0], n))
+        part = np.take_along_axis(
+            part, np.argsort(np.take_along_axis(sub, part, axis=1), axis=1, kind="stable"),
+            axis=1)
+        out[s:s + tile_rows] = np.take_along_axis(cand, part, axis=1)
     return out
 
 
@@ -264,7 +340,7 @@ class IVFIndex:
     nlist:
         Number of lists (None: about 1.5 sqrt(M), between 16 and 4096).
     nprobe:
-        Lists searched per query group (the groups of queries sharing a nearest centroid).
+        Lists searched per query (its nearest ones).
     train_samples:
         Reference rows the k-means is fitted on (a random subset).
     iters:
@@ -312,30 +388,36 @@ class IVFIndex:
         qc, rc = group_codes(query_groups, reference_groups, q.shape[0], r.shape[0])
         c = self.centroids_
         nprobe = max(1, min(self.nprobe, c.shape[0]))
-        home = _nearest_centroids(q, c, 1)[:, 0]
-        probes = _nearest_centroids(c, c, nprobe)           # lists searched per cell
-        # the home list first: it seeds the top k with the nearest rows
-        dc = ((c[probes] - c[:, None, :]) ** 2).sum(axis=2)
-        probes = np.take_along_axis(probes, np.argsort(dc, axis=1, kind="stable"), axis=1)
         ref = _Reference(r, ([rc] if rc is not None else []) + [self.list_of_])
         codes = rc[ref.rows] if rc is not None else None
         bounds = np.searchsorted(self.list_of_[ref.rows], np.arange(c.shape[0] + 1))
-        lists = np.stack([bounds[:-1], bounds[1:]], axis=1)
         self_pos = ref.self_positions(exclude_self)
-        q_order = np.argsort(home, kind="stable")
-        q_bounds = np.searchsorted(home[q_order], np.arange(c.shape[0] + 1))
-        d2 = np.full((q.shape[0], kk), np.inf, np.float32)
-        idx = np.full((q.shape[0], kk), -1, np.int64)
-        for cell in range(c.shape[0]):
-            qrows = q_order[q_bounds[cell]:q_bounds[cell + 1]]
-            if qrows.size == 0:
+        # each query's own nprobe nearest lists, nearest first; then, per list, the
+        # queries probing it: first every query's nearest list (it seeds a tight top k),
+        # then the other probes
+        nl = c.shape[0]
+        probes = _nearest_centroids(q, c, nprobe)
+        probes[:, 1:] += nl
+        probes = probes.ravel()
+        order = np.argsort(probes, kind="stable")
+        q_bounds = np.searchsorted(probes[order], np.arange(2 * nl + 1))
+        asked = order // nprobe                           # query per (list, probe) pair
+        best_d = np.full((q.shape[0], kk), np.inf, np.float32)
+        best_i = np.full((q.shape[0], kk), -1, np.int64)
+        for cell in range(2 * nl):
+            a, b = int(bounds[cell % nl]), int(bounds[cell % nl + 1])
+            if b <= a:                                     # an empty list
                 continue
-            bd, bi = _search_block(q[qrows], ref, kk, codes,
-                                   qc[qrows] if qc is not None else None,
-                                   self_pos[qrows] if self_pos is not None else None,
-                                   lists[probes[cell]])
-            d2[qrows], idx[qrows] = _finish(q[qrows], bd, bi, ref.rows)
-        return d2, idx
+            step = max(1, TILE_CELLS // max(1, b - a))   # bounded tile for large lists
+            for s in range(q_bounds[cell], q_bounds[cell + 1], step):
+                qrows = asked[s:min(s + step, q_bounds[cell + 1])]
+                g = _tile_keys(_augment(q[qrows]), ref, a, b, codes,
+                               qc[qrows] if qc is not None else None,
+                               self_pos[qrows] if self_pos is not None else None)
+                bd, bi = best_d[qrows], best_i[qrows]
+                _merge_tile(g, a, bd, bi)
+                best_d[qrows], best_i[qrows] = bd, bi
+        return _finish(q, best_d, best_i, ref.rows)
 
 
 def search(query: np.ndarray, reference: np.ndarray, k: int,
