@@ -51,7 +51,7 @@ def inside_qgis() -> None:
     """Runs inside QGIS (`--code`): open the bundles, screenshot, maybe quit."""
     import qgis.utils
     from qgis.core import QgsProject
-    from qgis.PyQt.QtCore import QTimer
+    from qgis.PyQt.QtCore import Qt, QTimer
     from qgis.PyQt.QtWidgets import QDockWidget
 
     iface = qgis.utils.iface
@@ -106,6 +106,9 @@ def inside_qgis() -> None:
                                        main_window=win, select=False)
                 print(f"wrote {shot}", flush=True)
                 dock.tabs.setCurrentWidget(dock.region)  # interval, coverage, leave-one-out
+                # room for the table: a wider dock, the tabs taller than the scatter
+                win.resizeDocks([dock], [820], Qt.Orientation.Horizontal)
+                dock.split.setSizes([260, 640])
                 shot = save_screenshot(out / "explorer-region.png", dock, iface=iface,
                                        main_window=win, select=False)
                 print(f"wrote {shot}", flush=True)

@@ -136,6 +136,7 @@ class ExplorerDock(QDockWidget):
         split.addWidget(tabs)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
+        self.split = split
         lay = QVBoxLayout(root)
         lay.addWidget(self.title)
         lay.addWidget(self.convention)
