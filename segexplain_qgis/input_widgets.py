@@ -49,6 +49,18 @@ def _paths(widget: QgsFileWidget) -> list[str]:
     return [p for p in QgsFileWidget.splitFilePaths(widget.filePath()) if p.strip()]
 
 
+def _source_pages(box: QGroupBox, mode: QComboBox, pages: list[QWidget]) -> QStackedWidget:
+    """Lay out `box` as a source choice over one page per choice; returns the pages."""
+    stack = QStackedWidget()
+    for w in pages:
+        stack.addWidget(w)
+    mode.currentIndexChanged.connect(stack.setCurrentIndex)
+    form = QFormLayout(box)
+    form.addRow("Source", mode)
+    form.addRow("", stack)
+    return stack
+
+
 class ImageryInput(QGroupBox):
     """Imagery: a raster layer of the project, image files, or a folder."""
 
@@ -64,13 +76,7 @@ class ImageryInput(QGroupBox):
                                  "GeoTIFF (*.tif *.tiff);;All files (*)", "Image files")
         self.folder = file_widget(QgsFileWidget.StorageMode.GetDirectory,
                                   title="Imagery folder")
-        self.stack = QStackedWidget()
-        for w in (self.layer, self.files, self.folder):
-            self.stack.addWidget(w)
-        self.mode.currentIndexChanged.connect(self.stack.setCurrentIndex)
-        form = QFormLayout(self)
-        form.addRow("Source", self.mode)
-        form.addRow("", self.stack)
+        self.stack = _source_pages(self, self.mode, [self.layer, self.files, self.folder])
 
     def parameters(self) -> dict[str, Any]:
         """INPUT (a layer id or image files) or FOLDER."""
@@ -117,14 +123,9 @@ class LabelsInput(QGroupBox):
         self.files = file_widget(QgsFileWidget.StorageMode.GetMultipleFiles,
                                  "Labels (*.tif *.tiff *.gpkg *.geojson *.shp);;All files (*)",
                                  "Label files")
-        self.stack = QStackedWidget()
-        for w in ([QWidget()] if optional else []) + [QWidget(), self.raster, self.vector,
-                                                        self.files]:
-            self.stack.addWidget(w)
-        self.mode.currentIndexChanged.connect(self.stack.setCurrentIndex)
-        form = QFormLayout(self)
-        form.addRow("Source", self.mode)
-        form.addRow("", self.stack)
+        self.stack = _source_pages(
+            self, self.mode,
+            ([QWidget()] if optional else []) + [QWidget(), self.raster, self.vector, self.files])
 
     def parameters(self) -> dict[str, Any]:
         """LABELS: a layer id or label files; none when found with the imagery (or none)."""

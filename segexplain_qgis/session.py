@@ -17,8 +17,7 @@ from .selection import MapSync, Selection
 #: Columns of the patches layer the explorer reads (the rest stays on disk).
 UI_COLUMNS = ("patch_id", "image", "region", "pc1", "pc2", "iou", "est_iou",
               "cluster", "novelty")
-#: How far the numbers hold (bundles before them lack these columns; read apart so a
-#: bundle without them still reads the others from its arrays).
+#: How far the numbers hold (bundles before them lack these columns: left out on reading).
 TRUST_COLUMNS = ("covered", "label_error", "conf_fp_frac", "conf_fn_frac")
 
 
@@ -30,8 +29,8 @@ class BundleSession:
         self.bundle = Bundle(path)
         self.key = str(self.bundle.path)
         self.name = self.bundle.path.name.removesuffix(".segx")
-        cols = read_table(self.bundle.path, "patches", UI_COLUMNS, missing_ok=True)
-        cols.update(read_table(self.bundle.path, "patches", TRUST_COLUMNS, missing_ok=True))
+        cols = read_table(self.bundle.path, "patches", UI_COLUMNS + TRUST_COLUMNS,
+                          missing_ok=True)
         for needed in ("patch_id", "pc1", "pc2"):
             if needed not in cols:
                 raise BundleError(f"{self.bundle.gpkg}: the patches layer has no column "

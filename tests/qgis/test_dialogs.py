@@ -19,31 +19,17 @@ from algorithm_runs import (
 from qgis.core import (
     Qgis,
     QgsApplication,
-    QgsFeature,
-    QgsGeometry,
     QgsProcessingAlgRunnerTask,
     QgsProject,
     QgsRasterLayer,
     QgsTask,
-    QgsVectorLayer,
 )
 from qgis.PyQt.QtCore import QThreadPool
 from segexplain.segexplain_qgis import settings
 from segexplain.segexplain_qgis.dialogs import AnalyzeDialog, EstimateDialog
-from test_worker import alive, cli
+from test_worker import alive, cli, polygon_layer
 
 pytestmark = pytest.mark.qgis
-
-
-def polygon_layer() -> QgsVectorLayer:
-    """A memory layer of building footprints (not a file: the algorithm exports it)."""
-    mem = QgsVectorLayer("Polygon?crs=EPSG:32633", "buildings", "memory")
-    f = QgsFeature()
-    f.setGeometry(QgsGeometry.fromWkt(
-        "POLYGON((500001 4999999, 500005 4999999, 500005 4999995, 500001 4999995, "
-        "500001 4999999))"))
-    mem.dataProvider().addFeatures([f])
-    return mem
 
 
 # -- one argument builder -----------------------------------------------------------------

@@ -82,6 +82,17 @@ def write_tif(path: Path, size: int = 64) -> Path:
     return path
 
 
+def polygon_layer() -> QgsVectorLayer:
+    """A memory layer of building footprints (not a file: what is given is exported)."""
+    mem = QgsVectorLayer("Polygon?crs=EPSG:32633", "buildings", "memory")
+    f = QgsFeature()
+    f.setGeometry(QgsGeometry.fromWkt(
+        "POLYGON((500001 4999999, 500005 4999999, 500005 4999995, 500001 4999995, "
+        "500001 4999999))"))
+    mem.dataProvider().addFeatures([f])
+    return mem
+
+
 def segexplain_link(tmp_path: Path) -> Path:
     """An 'installed' plugin folder: tmp/segexplain -> the checkout."""
     link = tmp_path / "plugins" / "segexplain"
@@ -202,12 +213,7 @@ def test_data_args_single_folder_and_staged_pairs(tmp_path):
 def test_layers_to_files(tmp_path, qgis_new_project):
     tif = write_tif(tmp_path / "scene.tif")
     assert inputs.raster_layer_file(QgsRasterLayer(str(tif), "scene")) == tif
-    mem = QgsVectorLayer("Polygon?crs=EPSG:32633", "buildings", "memory")
-    f = QgsFeature()
-    f.setGeometry(QgsGeometry.fromWkt(
-        "POLYGON((500001 4999999, 500005 4999999, 500005 4999995, 500001 4999995, "
-        "500001 4999999))"))
-    mem.dataProvider().addFeatures([f])
+    mem = polygon_layer()
     out = inputs.vector_layer_file(mem, tmp_path / "stage")
     back = QgsVectorLayer(str(out), "back", "ogr")
     assert out.suffix == ".gpkg" and back.featureCount() == 1
