@@ -258,8 +258,12 @@ def test_region_panel_in_the_screenshot(plugin, trust_bundles, qgis_canvas, tmp_
     ref, new = trust_bundles
     dock = _open(plugin, ref, new)
     dock.tabs.setCurrentWidget(dock.region)   # as demo/qgis_session.py does
-    out = save_screenshot(tmp_path / "region.png", dock, canvas=qgis_canvas, select=False,
-                          size=(1000, 600))
+    crs = qgis_canvas.mapSettings().destinationCrs()
+    try:
+        out = save_screenshot(tmp_path / "region.png", dock, canvas=qgis_canvas,
+                              select=False, size=(1000, 600))
+    finally:  # the canvas is shared by the session's tests: leave its CRS as it was
+        qgis_canvas.setDestinationCrs(crs)
     img = QImage(str(out))
     # the table is drawn in the lower part of the dock (right side): not a blank area
     x0 = img.width() - dock.width()
